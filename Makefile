@@ -1,0 +1,35 @@
+# pgwarden developer commands. `make test` is what CI runs.
+GO ?= go
+# Every tier must finish well inside CI's limit; a hung test fails loudly.
+TEST_TIMEOUT ?= 20m
+
+.PHONY: test test-short deps vet bench fuzz
+
+## test: install missing dependencies, then vet and run every test tier with the race detector.
+test: deps vet
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+## test-short: unit tests, golden encodings and the HA simulation; no external process.
+test-short:
+	$(GO) test -short ./...
+
+## deps: install what the tests need (idempotent).
+deps:
+	scripts/install-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+## bench: run the Go benchmarks once each and print the figures.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (default 60s).
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
