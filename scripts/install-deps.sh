@@ -24,6 +24,7 @@ declare -A want=(
 	[postgresql-15]=/usr/lib/postgresql/15/bin/postgres
 	[etcd-server]=/usr/bin/etcd
 	[etcd-client]=/usr/bin/etcdctl
+	[zookeeper]=/usr/share/java/zookeeper.jar
 )
 
 missing=()

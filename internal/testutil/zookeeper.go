@@ -1,0 +1,350 @@
+package testutil
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ZooKeeperJar is the server jar of Debian's zookeeper package (installed by
+// scripts/install-deps.sh). Its manifest Class-Path brings in the rest.
+const ZooKeeperJar = "/usr/share/java/zookeeper.jar"
+
+// zkInstallHint says how to get what StartZooKeeper needs.
+const zkInstallHint = "install it with `apt-get install --no-install-recommends zookeeper` " +
+	"(or run scripts/install-deps.sh); set PGWARDEN_ALLOW_SKIP=1 to skip on purpose"
+
+// Timings of the test servers. tickTime 500 ms makes the server's session
+// timeout bounds 1 s..10 s by default, so zoo.cfg widens the maximum to
+// 60 s: the backend asks for ttl (up to Patroni's 30 s default).
+const (
+	zkTickTime       = 500 * time.Millisecond
+	zkStartTimeout   = 60 * time.Second // JVM start on a loaded 2-core machine
+	zkStopTimeout    = 10 * time.Second // SIGTERM, then SIGKILL
+	zkProbeTimeout   = time.Second      // a 4lw probe during start-up can hang for good
+	zkProbeInterval  = 100 * time.Millisecond
+	zkEnsembleQuorum = 3
+)
+
+// ZooKeeperServer is one ZooKeeper server process in a temp directory,
+// listening on a random loopback client port. It belongs to the test that
+// started it and is stopped by t.Cleanup.
+type ZooKeeperServer struct {
+	// ID is the server's myid (1 for a standalone server).
+	ID int
+	// Dir holds zoo.cfg, the data directory and the server log (zk.log).
+	Dir string
+	// ClientPort is the loopback port clients connect to.
+	ClientPort int
+
+	t       testing.TB
+	cfgPath string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd exited
+}
+
+// Addr returns "127.0.0.1:<client port>".
+func (s *ZooKeeperServer) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.ClientPort))
+}
+
+// ZooKeeperEnsemble is a set of ZooKeeper servers forming one ensemble.
+type ZooKeeperEnsemble struct {
+	Servers []*ZooKeeperServer
+}
+
+// Hosts returns every server's client address.
+func (e *ZooKeeperEnsemble) Hosts() []string {
+	hosts := make([]string, len(e.Servers))
+	for i, s := range e.Servers {
+		hosts[i] = s.Addr()
+	}
+	return hosts
+}
+
+// Stop stops every server (SIGTERM, then SIGKILL) and waits for them.
+func (e *ZooKeeperEnsemble) Stop() {
+	var wg sync.WaitGroup
+	for _, s := range e.Servers {
+		wg.Go(s.Stop)
+	}
+	wg.Wait()
+}
+
+// Start starts every stopped server again and waits until the ensemble
+// serves requests.
+func (e *ZooKeeperEnsemble) Start() {
+	for _, s := range e.Servers {
+		s.launch()
+	}
+	for _, s := range e.Servers {
+		s.waitServing()
+	}
+}
+
+// RequireZooKeeper fails the test (or skips it with PGWARDEN_ALLOW_SKIP=1)
+// when java or the ZooKeeper jar is missing.
+func RequireZooKeeper(t testing.TB) {
+	t.Helper()
+	var missing []string
+	if _, err := exec.LookPath("java"); err != nil {
+		missing = append(missing, "java")
+	}
+	if _, err := os.Stat(ZooKeeperJar); err != nil {
+		missing = append(missing, ZooKeeperJar)
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("ZooKeeper tests need %s: %s", strings.Join(missing, " and "), zkInstallHint)
+	if os.Getenv("PGWARDEN_ALLOW_SKIP") == "1" {
+		t.Skip(msg)
+	}
+	t.Fatal(msg)
+}
+
+// StartZooKeeper starts a standalone ZooKeeper server and waits until it
+// serves requests. It is stopped when the test ends.
+func StartZooKeeper(t testing.TB) *ZooKeeperServer {
+	t.Helper()
+	RequireZooKeeper(t)
+	s := newZooKeeperServer(t, 1, t.TempDir())
+	s.writeConfig(nil)
+	s.launch()
+	s.waitServing()
+	return s
+}
+
+// StartZooKeeperEnsemble starts a three-server ensemble on loopback and waits
+// until every server serves requests. Everything is stopped when the test
+// ends.
+func StartZooKeeperEnsemble(t testing.TB) *ZooKeeperEnsemble {
+	t.Helper()
+	RequireZooKeeper(t)
+	e := &ZooKeeperEnsemble{}
+	var peers []string
+	root := t.TempDir()
+	for id := 1; id <= zkEnsembleQuorum; id++ {
+		s := newZooKeeperServer(t, id, filepath.Join(root, fmt.Sprintf("zk%d", id)))
+		peers = append(peers, fmt.Sprintf("server.%d=127.0.0.1:%d:%d", id, zkFreePort(t), zkFreePort(t)))
+		e.Servers = append(e.Servers, s)
+	}
+	for _, s := range e.Servers {
+		s.writeConfig(peers)
+	}
+	e.Start()
+	return e
+}
+
+func newZooKeeperServer(t testing.TB, id int, dir string) *ZooKeeperServer {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatalf("zookeeper: %v", err)
+	}
+	s := &ZooKeeperServer{ID: id, Dir: dir, ClientPort: zkFreePort(t), t: t,
+		cfgPath: filepath.Join(dir, "zoo.cfg")}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// writeConfig writes zoo.cfg (and myid for an ensemble member).
+func (s *ZooKeeperServer) writeConfig(peers []string) {
+	s.t.Helper()
+	data := filepath.Join(s.Dir, "data")
+	cfg := []string{
+		"tickTime=" + strconv.Itoa(int(zkTickTime/time.Millisecond)),
+		"initLimit=10",
+		"syncLimit=5",
+		"dataDir=" + data,
+		"clientPort=" + strconv.Itoa(s.ClientPort),
+		"clientPortAddress=127.0.0.1",
+		// The AdminServer would bind port 8080 and collide with other tests.
+		"admin.enableServer=false",
+		"4lw.commands.whitelist=ruok,srvr,stat,mntr",
+		"minSessionTimeout=1000",
+		"maxSessionTimeout=60000",
+		// Many test clients share one server.
+		"maxClientCnxns=0",
+	}
+	if len(peers) > 0 {
+		cfg = append(cfg, peers...)
+		if err := os.WriteFile(filepath.Join(data, "myid"), []byte(strconv.Itoa(s.ID)+"\n"), 0o644); err != nil {
+			s.t.Fatalf("zookeeper: write myid: %v", err)
+		}
+	}
+	if err := os.WriteFile(s.cfgPath, []byte(strings.Join(cfg, "\n")+"\n"), 0o644); err != nil {
+		s.t.Fatalf("zookeeper: write zoo.cfg: %v", err)
+	}
+}
+
+// launch starts the server process unless it runs already.
+func (s *ZooKeeperServer) launch() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return
+	}
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "zk.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatalf("zookeeper: open log: %v", err)
+	}
+	// Without a logging binding on the classpath the server logs nothing
+	// (SLF4J falls back to NOP) and starts about twice as fast; set
+	// PGWARDEN_ZK_LOG=1 to get its log in zk.log.
+	cp := ZooKeeperJar
+	if os.Getenv("PGWARDEN_ZK_LOG") == "1" {
+		cp += ":/usr/share/java/slf4j-simple.jar"
+	}
+	cmd := exec.Command("java",
+		"-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
+		"-Dzookeeper.admin.enableServer=false",
+		"-Dzookeeper.log.dir="+s.Dir,
+		"-cp", cp,
+		"org.apache.zookeeper.server.quorum.QuorumPeerMain", s.cfgPath)
+	cmd.Dir = s.Dir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		s.t.Fatalf("zookeeper: start java: %v (%s)", err, zkInstallHint)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+}
+
+// Running reports whether the server process is running.
+func (s *ZooKeeperServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Start starts a stopped server again (same data directory and ports) and
+// waits until it serves requests, which for an ensemble member needs a
+// quorum of running servers.
+func (s *ZooKeeperServer) Start() {
+	s.t.Helper()
+	s.launch()
+	s.waitServing()
+}
+
+// Stop stops the server with SIGTERM (SIGKILL after 10 s) and waits for the
+// process to exit. Stopping a stopped server does nothing.
+func (s *ZooKeeperServer) Stop() { s.stop(syscall.SIGTERM) }
+
+// Kill stops the server with SIGKILL, like a crash.
+func (s *ZooKeeperServer) Kill() { s.stop(syscall.SIGKILL) }
+
+func (s *ZooKeeperServer) stop(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(zkStopTimeout):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd, s.done = nil, nil
+}
+
+// waitServing waits until the server answers "srvr" with a mode (standalone,
+// leader or follower), which it does only once it serves client requests.
+func (s *ZooKeeperServer) waitServing() {
+	s.t.Helper()
+	deadline := time.Now().Add(zkStartTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
+		if done == nil {
+			s.t.Fatalf("zookeeper %d: not started", s.ID)
+		}
+		select {
+		case <-done:
+			s.t.Fatalf("zookeeper %d exited during start-up; log:\n%s", s.ID, s.logTail())
+		default:
+		}
+		out, err := ZooKeeperCommand(s.Addr(), "srvr")
+		if err == nil && strings.Contains(out, "Mode: ") {
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("not serving yet: %q", strings.TrimSpace(out))
+		}
+		last = err
+		time.Sleep(zkProbeInterval)
+	}
+	s.t.Fatalf("zookeeper %d on %s not serving after %s: %v; log:\n%s", s.ID, s.Addr(), zkStartTimeout, last, s.logTail())
+}
+
+func (s *ZooKeeperServer) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "zk.log"))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// ZooKeeperCommand sends a four-letter-word command ("ruok", "srvr", "mntr")
+// and returns the answer. The whole exchange is bounded by one second: a
+// probe that arrives while the server is still loading its database is never
+// answered (ZooKeeper 3.8 bug).
+func ZooKeeperCommand(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, zkProbeTimeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(zkProbeTimeout))
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(c)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return buf.String(), err
+	}
+	return buf.String(), nil
+}
+
+// zkFreePort returns a free loopback TCP port.
+func zkFreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
