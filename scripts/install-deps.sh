@@ -68,4 +68,10 @@ if ! id postgres >/dev/null 2>&1; then
 	useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
+# --- dcs/consul (issue 9): a Consul v1.16.3 server for dcs/consul's tests ---
+# Built from the Go module proxy (the last MPL-2.0 release) and cached under
+# ${PGWARDEN_CACHE:-$HOME/.cache/pgwarden}/bin; a no-op once it is there.
+"$(dirname "${BASH_SOURCE[0]}")/build-consul.sh"
+# --- end dcs/consul ---
+
 log "done"

@@ -1,0 +1,78 @@
+package consul
+
+import (
+	"context"
+	"time"
+)
+
+// watchGrace is added to a blocking query's wait (plus Consul's 1/16
+// jitter) before its answer counts as overdue and the cache as stale.
+const watchGrace = 2 * time.Second
+
+// watch keeps the cache current with blocking queries on the cluster prefix
+// (spec/dcs-layout.md §6, "Watch"): each query returns as soon as anything
+// under the prefix changes, or after WatchWait with nothing new. It runs in
+// its own goroutine until ctx is cancelled. It only reads: the session is
+// never renewed here (dcs.Store's liveness rule).
+func (s *Store) watch(ctx context.Context) {
+	var index uint64
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		q := s.readOptions(ctx)
+		q.WaitIndex = index
+		q.WaitTime = s.cfg.WatchWait
+		s.mu.Lock()
+		seq := s.dirtySeq
+		s.mu.Unlock()
+		pairs, meta, err := s.client.KV().List(s.prefix, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			wasOK := s.watchOK
+			s.watchOK = false
+			s.mu.Unlock()
+			if wasOK {
+				s.log.Warn("consul watch failed; reads go to the agent until it recovers", "err", err)
+			}
+			if !s.sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		// Consul: an index that goes backwards means the servers lost their
+		// state; start over from scratch rather than wait for it to catch
+		// up. An index of 0 is never valid to wait on.
+		reset := meta.LastIndex < index
+		s.install(pairs, meta.LastIndex, seq, reset)
+		s.mu.Lock()
+		if !s.watchOK {
+			s.log.Info("consul watch recovered")
+		}
+		s.watchOK = true
+		s.watchUntil = s.cfg.Clock.Now().Add(s.cfg.WatchWait + s.cfg.WatchWait/16 + watchGrace)
+		s.mu.Unlock()
+		index = max(meta.LastIndex, 1)
+		if reset {
+			// Do not spin if the index keeps going backwards.
+			if !s.sleep(ctx, backoff) {
+				return
+			}
+		}
+	}
+}
+
+// sleep waits d on the Store's clock; false when ctx ended first.
+func (s *Store) sleep(ctx context.Context, d time.Duration) bool {
+	t := s.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}

@@ -1,0 +1,278 @@
+package testutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// consulInstallHint says how to get the consul binary StartConsul needs.
+const consulInstallHint = "run scripts/install-deps.sh (it builds Consul v1.16.3, the last MPL-2.0 " +
+	"release, into $PGWARDEN_CACHE/bin, default $HOME/.cache/pgwarden/bin)"
+
+// Timings of the test agent.
+const (
+	consulStartTimeout = 30 * time.Second // dev agent leads in ~0.3 s; a loaded CI machine is slower
+	consulStopTimeout  = 10 * time.Second // graceful leave takes ~2 s, then SIGKILL
+	consulProbeTimeout = time.Second
+	consulProbeEvery   = 50 * time.Millisecond
+)
+
+// ConsulSessionTTLMin is the session_ttl_min of test agents. Consul's
+// default is 10 s, which would make every expiry test last at least 20 s;
+// the agent accepts shorter sessions so tests can use a ttl of a few
+// seconds.
+const ConsulSessionTTLMin = time.Second
+
+// ConsulBinary returns the path of the cached consul binary
+// (${PGWARDEN_CACHE:-$HOME/.cache/pgwarden}/bin/consul), or "consul" from
+// PATH when the cache has none.
+func ConsulBinary() string {
+	cache := os.Getenv("PGWARDEN_CACHE")
+	if cache == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			cache = filepath.Join(home, ".cache", "pgwarden")
+		}
+	}
+	p := filepath.Join(cache, "bin", "consul")
+	if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		return p
+	}
+	return "consul"
+}
+
+// ConsulAgent is one `consul agent -dev` process (a single in-memory server
+// that leads at once) on random loopback ports, with its data and log in a
+// temp dir. It belongs to the test that started it and is stopped by
+// t.Cleanup. Stop and Start on the same agent restart it on the same ports,
+// with empty state (dev mode keeps nothing).
+type ConsulAgent struct {
+	// Dir holds the data directory and the agent log (consul.log).
+	Dir string
+	// NodeName is the agent's node name.
+	NodeName string
+	// HTTPPort is the port of the HTTP API.
+	HTTPPort int
+
+	t    testing.TB
+	bin  string
+	args []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd exited
+	paused bool
+}
+
+// Addr returns "127.0.0.1:<http port>", the address clients use.
+func (a *ConsulAgent) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.HTTPPort))
+}
+
+// URL returns "http://127.0.0.1:<http port>".
+func (a *ConsulAgent) URL() string { return "http://" + a.Addr() }
+
+// StartConsul starts a dev agent and waits until it has a leader and its
+// node is in the catalog (sessions need the node). It fails the test with a
+// hint to run scripts/install-deps.sh when the binary is missing, or skips
+// with PGWARDEN_ALLOW_SKIP=1.
+func StartConsul(t testing.TB) *ConsulAgent {
+	t.Helper()
+	bin := RequireBinary(t, ConsulBinary(), consulInstallHint)
+	ports := FreePorts(t, 7)
+	a := &ConsulAgent{
+		Dir:      t.TempDir(),
+		NodeName: "pgwarden-test",
+		HTTPPort: ports[0],
+		t:        t,
+		bin:      bin,
+	}
+	a.args = []string{
+		"agent", "-dev",
+		"-node", a.NodeName,
+		"-data-dir", filepath.Join(a.Dir, "data"),
+		"-bind", "127.0.0.1", "-advertise", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(ports[0]),
+		"-dns-port", strconv.Itoa(ports[1]),
+		"-serf-lan-port", strconv.Itoa(ports[2]),
+		"-serf-wan-port", strconv.Itoa(ports[3]),
+		"-server-port", strconv.Itoa(ports[4]),
+		"-grpc-port", strconv.Itoa(ports[5]),
+		"-grpc-tls-port", strconv.Itoa(ports[6]),
+		"-hcl", "disable_update_check = true",
+		"-hcl", fmt.Sprintf("session_ttl_min = %q", ConsulSessionTTLMin.String()),
+		"-log-level", "info",
+	}
+	t.Cleanup(a.Stop)
+	a.Start()
+	return a
+}
+
+// Start starts the agent if it is not running and waits until it serves.
+func (a *ConsulAgent) Start() {
+	a.t.Helper()
+	a.mu.Lock()
+	if a.cmd == nil {
+		if err := os.MkdirAll(filepath.Join(a.Dir, "data"), 0o755); err != nil {
+			a.mu.Unlock()
+			a.t.Fatalf("consul: %v", err)
+		}
+		logf, err := os.OpenFile(filepath.Join(a.Dir, "consul.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			a.mu.Unlock()
+			a.t.Fatalf("consul: %v", err)
+		}
+		cmd := exec.Command(a.bin, a.args...)
+		cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			_ = logf.Close()
+			a.mu.Unlock()
+			a.t.Fatalf("consul: start %s: %v", a.bin, err)
+		}
+		done := make(chan struct{})
+		go func() {
+			_ = cmd.Wait()
+			_ = logf.Close()
+			close(done)
+		}()
+		a.cmd, a.done, a.paused = cmd, done, false
+	}
+	done := a.done
+	a.mu.Unlock()
+	a.waitServing(done)
+}
+
+// waitServing waits until the agent has a leader and its node is
+// registered, or fails the test with the tail of the log.
+func (a *ConsulAgent) waitServing(done <-chan struct{}) {
+	a.t.Helper()
+	deadline := time.Now().Add(consulStartTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			a.t.Fatalf("consul: agent exited during start-up\n%s", a.logTail())
+		default:
+		}
+		if last = a.probe(); last == nil {
+			return
+		}
+		time.Sleep(consulProbeEvery)
+	}
+	a.t.Fatalf("consul: agent not serving after %s: %v\n%s", consulStartTimeout, last, a.logTail())
+}
+
+// probe checks leadership and the node's catalog entry.
+func (a *ConsulAgent) probe() error {
+	body, err := a.get("/v1/status/leader")
+	if err != nil {
+		return err
+	}
+	if strings.Trim(strings.TrimSpace(body), `"`) == "" {
+		return errors.New("no leader yet")
+	}
+	body, err = a.get("/v1/catalog/node/" + a.NodeName)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(body) == "null" {
+		return errors.New("node not in the catalog yet")
+	}
+	return nil
+}
+
+func (a *ConsulAgent) get(path string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), consulProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL()+path, nil)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return string(b), nil
+}
+
+// Stop stops the agent: SIGINT (a graceful leave), then SIGKILL after a
+// timeout, and waits for it to exit. A no-op when it is not running.
+func (a *ConsulAgent) Stop() { a.stop(syscall.SIGINT) }
+
+// Kill kills the agent with SIGKILL, as a crash would, and waits for it.
+func (a *ConsulAgent) Kill() { a.stop(syscall.SIGKILL) }
+
+func (a *ConsulAgent) stop(sig syscall.Signal) {
+	a.mu.Lock()
+	cmd, done, paused := a.cmd, a.done, a.paused
+	a.cmd, a.done, a.paused = nil, nil, false
+	a.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if paused {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, sig)
+	select {
+	case <-done:
+	case <-time.After(consulStopTimeout):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Pause freezes the agent with SIGSTOP: connections stay open but nothing
+// answers, like a hung server. Resume undoes it.
+func (a *ConsulAgent) Pause() { a.signal(syscall.SIGSTOP, true) }
+
+// Resume continues an agent frozen by Pause.
+func (a *ConsulAgent) Resume() { a.signal(syscall.SIGCONT, false) }
+
+func (a *ConsulAgent) signal(sig syscall.Signal, paused bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		a.t.Fatalf("consul: agent is not running")
+	}
+	if err := syscall.Kill(-a.cmd.Process.Pid, sig); err != nil {
+		a.t.Fatalf("consul: signal %v: %v", sig, err)
+	}
+	a.paused = paused
+}
+
+// logTail returns the end of the agent log for failure messages.
+func (a *ConsulAgent) logTail() string {
+	b, err := os.ReadFile(filepath.Join(a.Dir, "consul.log"))
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	const tailBytes = 4000
+	if len(b) > tailBytes {
+		b = b[len(b)-tailBytes:]
+	}
+	return string(b)
+}
