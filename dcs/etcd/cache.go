@@ -1,0 +1,315 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/pgwarden/pgwarden/dcs"
+)
+
+// The cache holds every key of the cluster prefix, fed by one range read and
+// then by a prefix watch (spec/dcs-layout.md §4 "Watch/cache"). Entries are
+// only replaced by a newer mod_revision; deletions stay as tombstones so a
+// late event can not resurrect a key.
+
+// entry is one cached key; deleted marks a tombstone.
+type entry struct {
+	value   []byte
+	modRev  int64
+	lease   int64
+	deleted bool
+}
+
+// relevantKeys are the keys whose changes wake the HA loop (dcs.Store
+// Changes).
+var relevantKeys = map[string]bool{
+	dcs.KeyLeader:     true,
+	dcs.KeyFailover:   true,
+	dcs.KeyConfig:     true,
+	dcs.KeySync:       true,
+	dcs.KeyInitialize: true,
+}
+
+var errStale = errors.New("etcd: stale response from a lagging member")
+
+// checkHeaderLocked rejects a response from a member that is behind what this
+// Store already saw: a raft term or a revision going backwards within the
+// same etcd cluster. s.mu must be held.
+func (s *Store) checkHeaderLocked(h *pb.ResponseHeader, isSnapshot bool) error {
+	if h == nil {
+		return nil
+	}
+	if s.clusterID != 0 && h.ClusterId != s.clusterID {
+		s.log.Warn("etcd cluster id changed, resetting the stale-read guard",
+			"old", fmt.Sprintf("%x", s.clusterID), "new", fmt.Sprintf("%x", h.ClusterId))
+		s.term, s.rev = 0, 0
+	}
+	s.clusterID = h.ClusterId
+	if h.RaftTerm < s.term {
+		return fmt.Errorf("%w: member %x raft term %d < %d", errStale, h.MemberId, h.RaftTerm, s.term)
+	}
+	if isSnapshot && h.Revision < s.rev {
+		return fmt.Errorf("%w: member %x revision %d < %d", errStale, h.MemberId, h.Revision, s.rev)
+	}
+	s.term = h.RaftTerm
+	if h.Revision > s.rev {
+		s.rev = h.Revision
+	}
+	return nil
+}
+
+// rel returns key relative to the cluster prefix, or false.
+func (s *Store) rel(key []byte) (string, bool) {
+	k := string(key)
+	if !strings.HasPrefix(k, s.prefix) {
+		return "", false
+	}
+	return k[len(s.prefix):], true
+}
+
+// setLocked stores e under key if it is newer than what the cache holds and
+// reports whether a relevant value changed. s.mu must be held.
+func (s *Store) setLocked(key string, e entry) bool {
+	old, ok := s.entries[key]
+	if ok && old.modRev >= e.modRev {
+		return false
+	}
+	if !ok && e.modRev <= s.floor && !e.deleted {
+		// Older than the snapshot that showed the key absent.
+		return false
+	}
+	s.entries[key] = e
+	if !relevantKeys[key] {
+		return false
+	}
+	wasPresent := ok && !old.deleted
+	isPresent := !e.deleted
+	if wasPresent != isPresent {
+		return true
+	}
+	return isPresent && !bytes.Equal(old.value, e.value)
+}
+
+// resetLocked replaces the cache with a range response; entries written
+// after the snapshot's revision (our own writes) are kept. It reports whether
+// a relevant value changed. s.mu must be held.
+func (s *Store) resetLocked(resp *clientv3.GetResponse) (bool, error) {
+	if err := s.checkHeaderLocked(resp.Header, true); err != nil {
+		return false, err
+	}
+	rev := resp.Header.Revision
+	next := make(map[string]entry, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		k, ok := s.rel(kv.Key)
+		if !ok {
+			continue
+		}
+		next[k] = entry{value: kv.Value, modRev: kv.ModRevision, lease: kv.Lease}
+	}
+	for k, e := range s.entries {
+		if e.modRev > rev {
+			next[k] = e
+		}
+	}
+	changed := false
+	for k := range relevantKeys {
+		o, ok1 := s.entries[k]
+		n, ok2 := next[k]
+		p1, p2 := ok1 && !o.deleted, ok2 && !n.deleted
+		if p1 != p2 || (p1 && !bytes.Equal(o.value, n.value)) {
+			changed = true
+		}
+	}
+	s.entries = next
+	if rev > s.floor {
+		s.floor = rev
+	}
+	return changed, nil
+}
+
+// applyEventsLocked applies a watch response. s.mu must be held.
+func (s *Store) applyEventsLocked(wr *clientv3.WatchResponse) (bool, error) {
+	if err := s.checkHeaderLocked(&wr.Header, false); err != nil {
+		return false, err
+	}
+	changed := false
+	for _, ev := range wr.Events {
+		k, ok := s.rel(ev.Kv.Key)
+		if !ok || ev.Kv.ModRevision <= s.floor {
+			continue
+		}
+		e := entry{value: ev.Kv.Value, modRev: ev.Kv.ModRevision, lease: ev.Kv.Lease}
+		if ev.Type == mvccpb.DELETE {
+			e = entry{modRev: ev.Kv.ModRevision, deleted: true}
+		}
+		if s.setLocked(k, e) {
+			changed = true
+		}
+	}
+	return changed, nil
+}
+
+// snapshotLocked builds a Cluster from the cache. s.mu must be held.
+func (s *Store) snapshotLocked() *dcs.Cluster {
+	keys := make([]string, 0, len(s.entries))
+	for k, e := range s.entries {
+		if !e.deleted {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	entries := make([]dcs.Entry, 0, len(keys))
+	for _, k := range keys {
+		e := s.entries[k]
+		entries = append(entries, dcs.Entry{
+			Key:     k,
+			Value:   bytes.Clone(e.value),
+			Version: version(e.modRev),
+			Session: session(e.lease),
+		})
+	}
+	return dcs.BuildCluster(entries)
+}
+
+func version(rev int64) dcs.Version {
+	if rev == 0 {
+		return ""
+	}
+	return dcs.Version(strconv.FormatInt(rev, 10))
+}
+
+func session(lease int64) string {
+	if lease == 0 {
+		return ""
+	}
+	return strconv.FormatInt(lease, 16)
+}
+
+func parseVersion(v dcs.Version) (int64, error) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%w: version %q is not an etcd revision", dcs.ErrConflict, v)
+	}
+	return n, nil
+}
+
+// isLive reports whether the cache is fed by an established watch over a
+// working connection, so that Cluster may be served from it.
+func (s *Store) isLive() bool {
+	s.mu.Lock()
+	live := s.live
+	s.mu.Unlock()
+	if !live {
+		return false
+	}
+	switch s.client.ActiveConnection().GetState() {
+	case connectivity.TransientFailure, connectivity.Shutdown:
+		return false
+	}
+	return true
+}
+
+// reload does one range read of the prefix and resets the cache from it.
+func (s *Store) reload(ctx context.Context) (int64, error) {
+	resp, err := s.client.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	changed, err := s.resetLocked(resp)
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if changed {
+		s.notify()
+	}
+	return resp.Header.Revision, nil
+}
+
+// run keeps the cache fed until the Store closes: a watch from rev+1, and a
+// fresh range read whenever the watch breaks (compaction, lost leader,
+// stale member, closed stream).
+func (s *Store) run(rev int64) {
+	defer s.wg.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		err := s.watch(rev)
+		s.mu.Lock()
+		s.live = false
+		s.mu.Unlock()
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Info("etcd watch ended, re-reading the cluster", "error", err)
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-s.clock.After(backoff):
+			}
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
+			var rerr error
+			rev, rerr = s.reload(ctx)
+			cancel()
+			if rerr == nil {
+				backoff = 50 * time.Millisecond
+				break
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("etcd cluster read failed", "error", rerr)
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+func (s *Store) watch(rev int64) error {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+	defer cancel()
+	wch := s.client.Watch(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1),
+		clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		if wr.Canceled {
+			return errors.New("etcd: watch canceled")
+		}
+		if wr.Created {
+			s.mu.Lock()
+			s.live = true
+			s.mu.Unlock()
+		}
+		s.mu.Lock()
+		changed, err := s.applyEventsLocked(&wr)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if changed {
+			s.notify()
+		}
+	}
+	return errors.New("etcd: watch channel closed")
+}
+
+// notify wakes the Changes receiver without blocking.
+func (s *Store) notify() {
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+}
