@@ -1,0 +1,165 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgwarden/pgwarden/internal/testutil"
+	"github.com/pgwarden/pgwarden/postgres"
+)
+
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL; not run with -short")
+	}
+}
+
+// node is one test member.
+type node struct {
+	name string
+	cfg  postgres.Config
+	m    *postgres.Manager
+}
+
+func (n *node) upstream() postgres.Upstream {
+	return postgres.Upstream{Name: n.name, Host: "127.0.0.1", Port: n.cfg.Port}
+}
+
+func newNode(t testing.TB, name string, tweak func(*postgres.Config)) *node {
+	t.Helper()
+	cfg := testutil.PGConfig(t, "batman", name)
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	return &node{name: name, cfg: cfg, m: testutil.PGManager(t, cfg)}
+}
+
+// conn opens a superuser connection to the node.
+func (n *node) conn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(t.Context(), fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=postgres sslmode=disable",
+		n.cfg.Port, testutil.PGSuperuser, testutil.PGSuperPassword))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func (n *node) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	c := n.conn(t)
+	_, err := c.Exec(t.Context(), sql, args...)
+	require.NoError(t, err)
+	c.Close(t.Context())
+}
+
+// rowCount returns count(*) of table t1 with value v, or an error.
+func (n *node) hasRow(ctx context.Context, v string) error {
+	c, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=postgres sslmode=disable",
+		n.cfg.Port, testutil.PGSuperuser, testutil.PGSuperPassword))
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	var k int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM t1 WHERE v = $1", v).Scan(&k); err != nil {
+		return err
+	}
+	if k != 1 {
+		return fmt.Errorf("%s: row %q not there yet", n.name, v)
+	}
+	return nil
+}
+
+// bootstrapPrimary creates and starts a primary with initdb and post-bootstrap.
+func bootstrapPrimary(t testing.TB, name string, tweak func(*postgres.Config)) *node {
+	t.Helper()
+	n := newNode(t, name, tweak)
+	ctx := t.Context()
+	require.NoError(t, n.m.Bootstrap(ctx))
+	require.NoError(t, n.m.PostBootstrap(ctx))
+	_, err := n.m.EnsureSlots(ctx, nil)
+	require.NoError(t, err)
+	return n
+}
+
+// cloneReplica creates a replica of primary with basebackup and starts it.
+func cloneReplica(t testing.TB, primary *node, name string, tweak func(*postgres.Config)) *node {
+	t.Helper()
+	n := newNode(t, name, tweak)
+	ctx := t.Context()
+	_, err := primary.m.EnsureSlots(ctx, []postgres.Slot{{Name: postgres.SlotName(name)}})
+	require.NoError(t, err)
+	up := primary.upstream()
+	require.NoError(t, n.m.CreateReplica(ctx, &up))
+	require.NoError(t, n.m.Start(ctx, postgres.StartOptions{Role: postgres.RoleReplica, Upstream: &up}))
+	return n
+}
+
+func waitStreaming(t testing.TB, primary *node, replica string) {
+	t.Helper()
+	testutil.SucceedsSoon(t, func() error {
+		st, err := primary.m.State(t.Context())
+		if err != nil {
+			return err
+		}
+		for _, r := range st.Replication {
+			if r.ApplicationName == replica && r.State == "streaming" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is not streaming from %s yet: %+v", replica, primary.name, st.Replication)
+	})
+}
+
+// Issue 3 acceptance: a primary bootstrapped with initdb; a replica created
+// with basebackup streams from it (spec/postgres.md §4.1, §5, §7, §10, §12).
+func TestPrimaryAndReplicaStream(t *testing.T) {
+	skipShort(t)
+	ctx := t.Context()
+	p := bootstrapPrimary(t, "node1", nil)
+	p.exec(t, "CREATE TABLE t1 (v text)")
+	r := cloneReplica(t, p, "node2", nil)
+	waitStreaming(t, p, "node2")
+	p.exec(t, "INSERT INTO t1 VALUES ('one')")
+	testutil.SucceedsSoon(t, func() error { return r.hasRow(ctx, "one") })
+
+	pst, err := p.m.State(ctx)
+	require.NoError(t, err)
+	require.True(t, pst.Running)
+	require.False(t, pst.InRecovery)
+	require.Equal(t, 1, pst.Timeline)
+	require.NotZero(t, pst.WALLSN)
+	require.False(t, pst.PostmasterStart.IsZero())
+
+	rst, err := r.m.State(ctx)
+	require.NoError(t, err)
+	require.True(t, rst.InRecovery)
+	require.NotNil(t, rst.WALReceiver)
+	require.Equal(t, "streaming", rst.WALReceiver.Status)
+	require.Equal(t, postgres.SlotName("node2"), rst.WALReceiver.SlotName)
+	require.Equal(t, 1, rst.Timeline)
+	require.Equal(t, pst.SystemID, rst.SystemID)
+	require.NotZero(t, rst.ReplayLSN)
+
+	// A second WriteConfig with the same inputs changes nothing.
+	up := p.upstream()
+	ch, err := r.m.WriteConfig(ctx, postgres.RoleReplica, &up)
+	require.NoError(t, err)
+	require.False(t, ch.Changed(), "files changed: %v", ch.Files)
+
+	require.NoError(t, r.m.Stop(ctx, postgres.StopOptions{}))
+	cd, err := r.m.ControlData(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "shut down in recovery", cd.State)
+	require.Equal(t, pst.SystemID, cd.SystemID)
+	st, err := r.m.State(ctx)
+	require.NoError(t, err)
+	require.False(t, st.Running)
+	_ = time.Second
+}

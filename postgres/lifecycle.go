@@ -1,0 +1,702 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgwarden/pgwarden/callbacks"
+)
+
+// pollInterval is how often lifecycle waits re-check the server. Polling
+// a local socket every 100 ms is cheap and keeps failover latency low.
+const pollInterval = 100 * time.Millisecond
+
+// StartOptions tunes Start.
+type StartOptions struct {
+	// Role to start in; empty derives it from the data directory
+	// (standby.signal -> replica, else primary).
+	Role Role
+	// Upstream is the primary a replica follows; nil streams nothing
+	// (archive recovery only).
+	Upstream *Upstream
+	// Timeout overrides Config.StartTimeout.
+	Timeout time.Duration
+	// Callback is the event fired once running; zero means on_start.
+	Callback callbacks.Event
+	// NoCallback suppresses the callback.
+	NoCallback bool
+}
+
+// Start writes the configuration, starts the postmaster and waits until it
+// accepts connections (spec/postgres.md §4.1). An already running server
+// is adopted and left alone.
+func (m *Manager) Start(ctx context.Context, opts StartOptions) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepStart, func() error { return m.start(ctx, opts) })
+}
+
+func (m *Manager) start(ctx context.Context, opts StartOptions) error {
+	m.closeConn()
+	if m.IsRunning() {
+		if opts.Role != "" {
+			m.setRole(opts.Role)
+		}
+		return nil
+	}
+	pgBin, err := m.binary("postgres")
+	if err != nil {
+		return fmt.Errorf("postgres: start: %w", err)
+	}
+	if !m.IsInitialized() {
+		return fmt.Errorf("postgres: start %s: %w", m.cfg.DataDir, ErrNoDataDir)
+	}
+	if err := m.checkPortFree(); err != nil {
+		return fmt.Errorf("postgres: start: %w", err)
+	}
+	role := opts.Role
+	if role == "" {
+		role = RolePrimary
+		for _, f := range []string{"standby.signal", "recovery.signal"} {
+			if _, err := os.Stat(filepath.Join(m.cfg.DataDir, f)); err == nil {
+				role = RoleReplica
+			}
+		}
+	}
+	if role == RolePromoted {
+		role = RolePrimary
+	}
+	if _, err := m.WriteConfig(ctx, role, opts.Upstream); err != nil {
+		return fmt.Errorf("postgres: start: %w", err)
+	}
+	params, cmdline := m.Parameters()
+	if !role.IsPrimary() {
+		m.raiseSharedMemoryParams(ctx, params)
+	}
+	args := []string{"-D", m.cfg.DataDir, "--config-file=" + m.confPath()}
+	for _, k := range cmdline {
+		args = append(args, "--"+k+"="+params[k])
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = m.cfg.StartTimeout
+	}
+	logOffset, err := m.spawn(pgBin, args)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.pending = nil
+	proc := m.proc
+	m.mu.Unlock()
+	if err := m.waitAccepting(ctx, proc, timeout, logOffset); err != nil {
+		return err
+	}
+	prev := m.Role()
+	m.setRole(role)
+	if !opts.NoCallback {
+		ev := opts.Callback
+		if ev == 0 {
+			ev = callbacks.OnStart
+			if prev != RoleUninitialized && prev.IsPrimary() != role.IsPrimary() {
+				ev = callbacks.OnRoleChange
+			}
+		}
+		m.cfg.Callbacks.Fire(ev, string(role))
+	}
+	m.backupConfigFiles()
+	m.log.Info("postgres started", "role", role, "pid", proc.pid)
+	return nil
+}
+
+// checkPortFree fails when something already listens on the port.
+func (m *Manager) checkPortFree() error {
+	addr := net.JoinHostPort(m.cfg.ConnectHost, strconv.Itoa(m.cfg.Port))
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	return fmt.Errorf("%w: %s accepts connections but no postmaster runs on %s", ErrPortInUse, addr, m.cfg.DataDir)
+}
+
+// raiseSharedMemoryParams uses pg_controldata values for shared-memory
+// GUCs that are larger than configured (a replica cannot run with less
+// than its primary; spec/config.md §5, last rule).
+func (m *Manager) raiseSharedMemoryParams(ctx context.Context, params map[string]string) {
+	cd, err := m.ControlData(ctx)
+	if err != nil {
+		return
+	}
+	for _, name := range []string{"max_connections", "max_prepared_transactions", "max_locks_per_transaction", "max_worker_processes", "max_wal_senders"} {
+		theirs, err1 := strconv.Atoi(cd.Raw[name+" setting"])
+		ours, err2 := strconv.Atoi(params[name])
+		if err1 == nil && err2 == nil && theirs > ours {
+			m.log.Info("raising shared memory parameter to the value in pg_control", "parameter", name, "configured", ours, "used", theirs)
+			params[name] = strconv.Itoa(theirs)
+		}
+	}
+}
+
+// spawn starts the postmaster in its own session, stdout/stderr to the
+// server log. The process is not tied to any ctx: it lives until Stop.
+func (m *Manager) spawn(pgBin string, args []string) (int64, error) {
+	if err := m.ensureDir(filepath.Dir(m.cfg.ServerLog), 0o755); err != nil && !errors.Is(err, os.ErrPermission) {
+		return 0, err
+	}
+	logf, err := os.OpenFile(m.cfg.ServerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: open server log: %w", err)
+	}
+	defer logf.Close()
+	_ = m.chown(m.cfg.ServerLog)
+	off, _ := logf.Seek(0, 2)
+	// The postmaster outlives the call that starts it, so it is started
+	// with exec.Command and stopped by Stop with signals.
+	cmd := exec.Command(pgBin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: m.cred}
+	cmd.Env = m.env()
+	cmd.Dir = m.cfg.DataDir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("postgres: start %s: %w", pgBin, err)
+	}
+	p := &postmaster{pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	m.mu.Lock()
+	m.proc = p
+	m.mu.Unlock()
+	return off, nil
+}
+
+// waitAccepting waits until the server accepts connections.
+func (m *Manager) waitAccepting(ctx context.Context, p *postmaster, timeout time.Duration, logOffset int64) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		ok, _ := m.ping(ctx)
+		if ok {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%w: postmaster exited (%v); server log:\n%s", ErrStartFailed, p.err, m.readLogTail(logOffset, 20))
+		case <-deadline.C:
+			return fmt.Errorf("%w: not accepting connections after %s; server log:\n%s", ErrStartFailed, timeout, m.readLogTail(logOffset, 20))
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: start: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ping reports whether the server accepts connections: any answer other
+// than "starting up"/"shutting down" counts, like pg_isready's exit 0.
+func (m *Manager) ping(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	c, err := m.connect(ctx, m.cfg.Superuser, "ping", nil)
+	if err == nil {
+		c.Close(ctx)
+		return true, nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P03", "57P01", "57P02":
+			return false, err
+		}
+		return true, nil
+	}
+	return false, err
+}
+
+// StopMode is how the postmaster is asked to stop.
+type StopMode int
+
+// Stop modes (spec/postgres.md §4.2).
+const (
+	StopFast StopMode = iota
+	StopSmart
+	StopImmediate
+)
+
+func (s StopMode) String() string {
+	switch s {
+	case StopSmart:
+		return "smart"
+	case StopImmediate:
+		return "immediate"
+	}
+	return "fast"
+}
+
+func (s StopMode) signal() syscall.Signal {
+	switch s {
+	case StopSmart:
+		return syscall.SIGTERM
+	case StopImmediate:
+		return syscall.SIGQUIT
+	}
+	return syscall.SIGINT
+}
+
+// StopOptions tunes Stop.
+type StopOptions struct {
+	Mode StopMode
+	// Timeout overrides Config.StopTimeout: after it the stop escalates
+	// to immediate (SIGQUIT), and 5 s later to SIGKILL.
+	Timeout time.Duration
+	// NoCheckpoint skips the CHECKPOINT before a fast or smart stop.
+	NoCheckpoint bool
+	// NoCallback suppresses on_stop.
+	NoCallback bool
+}
+
+// escalateDelay is how long a SIGQUIT gets before SIGKILL: an immediate
+// shutdown only signals children and exits, so seconds are plenty.
+const escalateDelay = 5 * time.Second
+
+// Stop stops the server (spec/postgres.md §4.2). Stopping a stopped
+// server succeeds without callbacks.
+func (m *Manager) Stop(ctx context.Context, opts StopOptions) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepStop, func() error { return m.stop(ctx, opts) })
+}
+
+func (m *Manager) stop(ctx context.Context, opts StopOptions) error {
+	pid := m.PostmasterPID()
+	if pid == 0 {
+		m.closeConn()
+		return nil
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = m.cfg.StopTimeout
+	}
+	if opts.Mode != StopImmediate && !opts.NoCheckpoint {
+		if err := m.checkpoint(ctx, timeout); err != nil {
+			m.log.Warn("checkpoint before stop failed", "error", err)
+		}
+	}
+	if m.cfg.BeforeStop != "" {
+		if err := m.runScript(ctx, m.cfg.BeforeStop, nil, nil); err != nil {
+			m.log.Warn("before_stop script failed", "error", err)
+		}
+	}
+	m.closeConn()
+	role := m.Role()
+	if err := syscall.Kill(pid, opts.Mode.signal()); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("postgres: stop: signal %d: %w", pid, err)
+	}
+	if !m.waitExit(ctx, pid, timeout) {
+		m.log.Warn("postgres did not stop in time; sending SIGQUIT", "mode", opts.Mode, "timeout", timeout)
+		_ = syscall.Kill(pid, syscall.SIGQUIT)
+		if !m.waitExit(ctx, pid, escalateDelay) {
+			m.log.Warn("postgres ignored SIGQUIT; killing the process group")
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			if !m.waitExit(ctx, pid, escalateDelay) {
+				return fmt.Errorf("postgres: stop: postmaster %d survives SIGKILL", pid)
+			}
+		}
+	}
+	m.waitGroupGone(pid, escalateDelay)
+	m.log.Info("postgres stopped", "mode", opts.Mode)
+	if !opts.NoCallback {
+		m.cfg.Callbacks.Fire(callbacks.OnStop, string(role))
+	}
+	return nil
+}
+
+// waitExit waits until pid exits; false on timeout.
+func (m *Manager) waitExit(ctx context.Context, pid int, timeout time.Duration) bool {
+	m.mu.Lock()
+	p := m.proc
+	m.mu.Unlock()
+	var done <-chan struct{}
+	if p != nil && p.pid == pid {
+		done = p.done
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if done == nil && !processAlive(pid) {
+			return true
+		}
+		select {
+		case <-done:
+			return true
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// waitGroupGone waits for leftover processes of the postmaster's process
+// group (orphaned backends after a crash) to exit.
+func (m *Manager) waitGroupGone(pgid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkpoint runs CHECKPOINT on a fresh connection without statement
+// timeout, bounded by timeout.
+func (m *Manager) checkpoint(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := m.connect(ctx, m.cfg.Superuser, "checkpoint", map[string]string{"statement_timeout": "0"})
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	_, err = c.Exec(ctx, "CHECKPOINT")
+	return err
+}
+
+// Restart stops (fast, with checkpoint) and starts the server in the same
+// role, firing on_restart only (spec/postgres.md §4.3).
+func (m *Manager) Restart(ctx context.Context, up *Upstream) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepRestart, func() error {
+		role := m.Role()
+		if role == RoleUninitialized {
+			role = ""
+		}
+		if err := m.stop(ctx, StopOptions{NoCallback: true}); err != nil {
+			return fmt.Errorf("postgres: restart: %w", err)
+		}
+		return m.start(ctx, StartOptions{Role: role, Upstream: up, Callback: callbacks.OnRestart})
+	})
+}
+
+// Reload rewrites the configuration for the current role and sends SIGHUP
+// (spec/postgres.md §4.4). It returns the change; NeedsRestart tells the
+// caller a restart is still needed.
+func (m *Manager) Reload(ctx context.Context, up *Upstream) (ConfigChange, error) {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	var ch ConfigChange
+	err := m.hook(ctx, StepReload, func() error {
+		var err error
+		if ch, err = m.WriteConfig(ctx, m.Role(), up); err != nil {
+			return err
+		}
+		return m.reload()
+	})
+	return ch, err
+}
+
+func (m *Manager) reload() error {
+	pid := m.PostmasterPID()
+	if pid == 0 {
+		return fmt.Errorf("postgres: reload: %w", ErrNotRunning)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("postgres: reload: %w", err)
+	}
+	m.cfg.Callbacks.Fire(callbacks.OnReload, string(m.Role()))
+	return nil
+}
+
+// ErrPrePromoteFailed is returned when the pre_promote script exits
+// non-zero; the promotion is not attempted.
+var ErrPrePromoteFailed = errors.New("postgres: pre_promote script failed")
+
+// Promote promotes a replica and waits until it is out of recovery
+// (spec/postgres.md §6). Promoting a primary does nothing.
+func (m *Manager) Promote(ctx context.Context) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepPromote, func() error { return m.promote(ctx) })
+}
+
+func (m *Manager) promote(ctx context.Context) error {
+	if !m.IsRunning() {
+		return fmt.Errorf("postgres: promote: %w", ErrNotRunning)
+	}
+	inRecovery, err := m.inRecovery(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: promote: %w", err)
+	}
+	if !inRecovery {
+		m.setRole(RolePrimary)
+		return nil
+	}
+	if m.cfg.PrePromote != "" {
+		if err := m.runScript(ctx, m.cfg.PrePromote, nil, nil); err != nil {
+			return fmt.Errorf("%w: %w", ErrPrePromoteFailed, err)
+		}
+	}
+	cmd, err := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("postgres: promote: %w", err)
+	}
+	if _, err := run(cmd); err != nil {
+		return fmt.Errorf("postgres: promote: %w", err)
+	}
+	m.setRole(RolePromoted)
+	m.cfg.Callbacks.Fire(callbacks.OnRoleChange, string(RolePrimary))
+	deadline := time.Now().Add(m.cfg.PromoteTimeout)
+	for {
+		in, err := m.inRecovery(ctx)
+		if err == nil && !in {
+			m.setRole(RolePrimary)
+			m.log.Info("postgres promoted", "role", RolePrimary)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres: promote: still in recovery after %s (last error: %v)", m.cfg.PromoteTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: promote: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) inRecovery(ctx context.Context) (bool, error) {
+	var in bool
+	err := m.withConn(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&in)
+	})
+	return in, err
+}
+
+// DemoteOptions tunes Demote.
+type DemoteOptions struct {
+	// Mode of the stop; default fast (with checkpoint).
+	Mode StopMode
+	// Rewind runs pg_rewind against Upstream when the local timeline
+	// diverged (requires Config.UsePgRewind).
+	Rewind bool
+}
+
+// Demote turns a primary into a replica of up: checkpoint, stop, rewind if
+// asked and needed, rewrite as standby, start following up
+// (spec/ha-loop.md demote; spec/postgres.md §4.2, §8). on_role_change fires
+// with role replica once it runs.
+func (m *Manager) Demote(ctx context.Context, up Upstream, opts DemoteOptions) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepDemote, func() error {
+		if err := m.stop(ctx, StopOptions{Mode: opts.Mode, NoCallback: true}); err != nil {
+			return fmt.Errorf("postgres: demote: %w", err)
+		}
+		m.setRole(RoleDemoted)
+		if opts.Rewind {
+			if err := m.rewindIfNeeded(ctx, up); err != nil {
+				return fmt.Errorf("postgres: demote: %w", err)
+			}
+		}
+		return m.start(ctx, StartOptions{Role: RoleReplica, Upstream: &up, Callback: callbacks.OnRoleChange})
+	})
+}
+
+// Follow makes the server a replica of up: a stopped server is started, a
+// running one gets its recovery configuration rewritten and is reloaded,
+// or restarted when the change needs it (spec/postgres.md §5). It reports
+// whether the server was (re)started.
+func (m *Manager) Follow(ctx context.Context, up Upstream) (restarted bool, err error) {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	err = m.hook(ctx, StepFollow, func() error {
+		prev := m.Role()
+		if !m.IsRunning() {
+			restarted = true
+			return m.start(ctx, StartOptions{Role: RoleReplica, Upstream: &up})
+		}
+		ch, err := m.WriteConfig(ctx, RoleReplica, &up)
+		if err != nil {
+			return err
+		}
+		ev := callbacks.OnRestart
+		if prev.IsPrimary() || prev == RoleDemoted {
+			ev = callbacks.OnRoleChange
+		}
+		if ch.NeedsRestart {
+			restarted = true
+			if err := m.stop(ctx, StopOptions{NoCallback: true}); err != nil {
+				return err
+			}
+			return m.start(ctx, StartOptions{Role: RoleReplica, Upstream: &up, Callback: ev})
+		}
+		m.setRole(RoleReplica)
+		if ch.Changed() {
+			return m.reload()
+		}
+		return nil
+	})
+	return restarted, err
+}
+
+// CrashRecovery brings an uncleanly stopped data directory to a clean
+// shutdown by running Postgres in single-user mode (spec/postgres.md §9).
+// It does nothing when the server runs or the last shutdown was clean.
+func (m *Manager) CrashRecovery(ctx context.Context) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepCrashRecovery, func() error { return m.crashRecovery(ctx) })
+}
+
+func (m *Manager) crashRecovery(ctx context.Context) error {
+	if m.IsRunning() {
+		return nil
+	}
+	cd, err := m.ControlData(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: crash recovery: %w", err)
+	}
+	if cd.CleanShutdown() {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(m.cfg.DataDir, "backup_label")); err == nil {
+		m.log.Info("backup_label present; skipping single-user crash recovery")
+		return nil
+	}
+	m.waitOrphans()
+	opts := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, "postmaster.opts")); err == nil {
+		opts = parsePostmasterOpts(string(b))
+	}
+	opts["archive_mode"] = "on"
+	opts["archive_command"] = "false"
+	if _, ok := opts["config_file"]; !ok {
+		opts["config_file"] = m.confPath()
+	}
+	_ = os.RemoveAll(filepath.Join(m.cfg.DataDir, "pg_wal", "archive_status"))
+	_ = m.ensureDir(filepath.Join(m.cfg.DataDir, "pg_wal", "archive_status"), 0o700)
+	m.removeRecoveryFiles()
+	names := make([]string, 0, len(opts))
+	for k := range opts {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	args := []string{"--single", "-D", m.cfg.DataDir}
+	for _, k := range names {
+		args = append(args, "-c", k+"="+opts[k])
+	}
+	args = append(args, "template1")
+	cmd, err := m.command(ctx, "postgres", args...)
+	if err != nil {
+		return fmt.Errorf("postgres: crash recovery: %w", err)
+	}
+	cmd.Stdin = strings.NewReader("")
+	m.log.Info("running crash recovery in single-user mode", "state", cd.State)
+	if _, err := run(cmd); err != nil {
+		return fmt.Errorf("postgres: crash recovery: %w", err)
+	}
+	return nil
+}
+
+// waitOrphans waits for backends left behind by a killed postmaster; a new
+// postmaster refuses to start while they hold the shared memory.
+func (m *Manager) waitOrphans() {
+	b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, "postmaster.pid"))
+	if err != nil {
+		return
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && pid > 0 && !processAlive(pid) {
+		m.waitGroupGone(pid, m.cfg.StopTimeout)
+	}
+}
+
+// parsePostmasterOpts turns postmaster.opts ("/bin/postgres" "-D" "dir"
+// "--port=5432" ...) into GUC name -> value.
+func parsePostmasterOpts(s string) map[string]string {
+	out := map[string]string{}
+	words, err := callbacks.Split(strings.TrimSpace(s))
+	if err != nil || len(words) < 2 {
+		return out
+	}
+	for i := 1; i < len(words); i++ {
+		w := words[i]
+		switch {
+		case w == "-D" || w == "-c":
+			if w == "-c" && i+1 < len(words) {
+				if k, v, ok := strings.Cut(words[i+1], "="); ok {
+					out[strings.ReplaceAll(k, "-", "_")] = v
+				}
+			}
+			i++
+		case strings.HasPrefix(w, "--"):
+			if k, v, ok := strings.Cut(w[2:], "="); ok {
+				out[strings.ReplaceAll(k, "-", "_")] = v
+			}
+		}
+	}
+	return out
+}
+
+// Recover brings back a server that is not running after a crash, as a
+// replica of up: it waits for orphaned backends, runs single-user crash
+// recovery when the data directory was a primary that crashed, and starts
+// it following up.
+func (m *Manager) Recover(ctx context.Context, up Upstream) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepCrashRecovery, func() error {
+		if m.IsRunning() {
+			return nil
+		}
+		m.waitOrphans()
+		cd, err := m.ControlData(ctx)
+		if err != nil {
+			return fmt.Errorf("postgres: recover: %w", err)
+		}
+		if cd.State == "in production" {
+			if err := m.crashRecovery(ctx); err != nil {
+				return err
+			}
+		}
+		return m.start(ctx, StartOptions{Role: RoleReplica, Upstream: &up})
+	})
+}
+
+// runScript runs a user script line (shell-split, no shell) as the
+// current user, with extra args and env.
+func (m *Manager) runScript(ctx context.Context, cmdline string, args []string, env []string) error {
+	argv, err := callbacks.Split(cmdline)
+	if err != nil || len(argv) == 0 {
+		return fmt.Errorf("postgres: parse command %q: %v", cmdline, err)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = waitDelay
+	cmd.Env = append(os.Environ(), env...)
+	_, err = run(cmd)
+	return err
+}
