@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -33,6 +34,9 @@ type Store struct {
 	transport *http.Transport
 	prefix    string // "service/<scope>/"
 	changes   chan struct{}
+
+	// readThroughs counts Cluster calls the cache could not answer.
+	readThroughs atomic.Int64
 
 	cancel context.CancelFunc // stops the watcher
 	wg     sync.WaitGroup
@@ -363,7 +367,12 @@ func (s *Store) PutRaw(ctx context.Context, key string, value []byte) error {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	return s.call(ctx, "put "+key, false, func(ctx context.Context) error {
-		return s.lockKey(ctx, key, value, false)
+		if _, err := s.refreshSession(ctx, false); err != nil {
+			return err
+		}
+		return s.withSession(ctx, func() error {
+			return s.lockKey(ctx, key, value, key != dcs.KeyLeader)
+		})
 	})
 }
 
@@ -423,6 +432,7 @@ func (s *Store) freshLocked() bool {
 
 // readThrough reads the prefix now and installs the result.
 func (s *Store) readThrough(ctx context.Context) (*dcs.Cluster, error) {
+	s.readThroughs.Add(1)
 	s.mu.Lock()
 	seq := s.dirtySeq
 	s.mu.Unlock()
@@ -455,6 +465,11 @@ func (s *Store) install(pairs api.KVPairs, index, seq uint64, reset bool) *dcs.C
 	s.cleanSeq = max(s.cleanSeq, seq)
 	if s.snap != nil && s.snap.index >= index && !reset {
 		return s.snap.cluster
+	}
+	if reset {
+		// The prefix index fell (tombstones reaped, or a server lost its
+		// state); indexes of our earlier writes no longer compare.
+		s.need = min(s.need, index)
 	}
 	next := s.buildSnapshot(pairs, index)
 	prev := s.snap
