@@ -129,6 +129,27 @@ func (m *Manager) moveFailed() {
 	m.log.Warn("moved failed bootstrap data directory aside", "to", dst)
 }
 
+// Initdb runs initdb with the configured options into the missing or
+// empty data directory and does not start the server.
+func (m *Manager) Initdb(ctx context.Context) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	empty, err := m.dataDirEmpty()
+	if err != nil {
+		return err
+	}
+	if !empty {
+		return fmt.Errorf("postgres: initdb %s: %w", m.cfg.DataDir, ErrDataDirNotEmpty)
+	}
+	if err := m.ensureDir(m.cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	if err := initdb(ctx, m); err != nil {
+		return fmt.Errorf("%w: %w", ErrBootstrapFailed, err)
+	}
+	return nil
+}
+
 // initdb is the built-in "initdb" bootstrap method.
 func initdb(ctx context.Context, m *Manager) error {
 	if err := m.cfg.Bootstrap.Initdb.check(forbiddenInitdb); err != nil {

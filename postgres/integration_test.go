@@ -163,3 +163,55 @@ func TestPrimaryAndReplicaStream(t *testing.T) {
 	require.False(t, st.Running)
 	_ = time.Second
 }
+
+// fastPrimary bootstraps from the cached template cluster.
+func fastPrimary(t testing.TB, name string, tweak func(*postgres.Config)) *node {
+	t.Helper()
+	tmpl := testutil.PGTemplateBootstrap(t)
+	return bootstrapPrimary(t, name, func(c *postgres.Config) {
+		c.Bootstrap.Method = "template"
+		c.Bootstrap.Methods = map[string]postgres.BootstrapMethod{"template": tmpl}
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// Issue 3 acceptance: promote the replica; demote the old primary and
+// rewind it; it follows the new primary on the new timeline and receives
+// new rows (spec/postgres.md §6, §8).
+func TestFailoverRewindFollow(t *testing.T) {
+	skipShort(t)
+	ctx := t.Context()
+	p := fastPrimary(t, "node1", nil)
+	p.exec(t, "CREATE TABLE t1 (v text)")
+	r := cloneReplica(t, p, "node2", nil)
+	p.exec(t, "INSERT INTO t1 VALUES ('one')")
+	testutil.SucceedsSoon(t, func() error { return r.hasRow(ctx, "one") })
+
+	start := time.Now()
+	require.NoError(t, r.m.Promote(ctx))
+	t.Logf("promote took %s", time.Since(start))
+	require.Equal(t, postgres.RolePrimary, r.m.Role())
+	// The old primary keeps writing: its timeline 1 diverges.
+	p.exec(t, "INSERT INTO t1 VALUES ('lost')")
+	_, err := r.m.EnsureSlots(ctx, []postgres.Slot{{Name: postgres.SlotName("node1")}})
+	require.NoError(t, err)
+	r.exec(t, "INSERT INTO t1 VALUES ('two')")
+
+	require.NoError(t, p.m.Stop(ctx, postgres.StopOptions{NoCallback: true}))
+	need, err := p.m.NeedsRewind(ctx, r.upstream())
+	require.NoError(t, err)
+	require.True(t, need, "old primary wrote after the fork")
+	require.NoError(t, p.m.Demote(ctx, r.upstream(), postgres.DemoteOptions{Rewind: true}))
+	require.Equal(t, postgres.RoleReplica, p.m.Role())
+	testutil.SucceedsSoon(t, func() error { return p.hasRow(ctx, "two") })
+	r.exec(t, "INSERT INTO t1 VALUES ('three')")
+	testutil.SucceedsSoon(t, func() error { return p.hasRow(ctx, "three") })
+	require.Error(t, p.hasRow(ctx, "lost"), "rewind removed the diverged row")
+	waitStreaming(t, r, "node1")
+	st, err := p.m.State(ctx)
+	require.NoError(t, err)
+	require.True(t, st.InRecovery)
+	require.Equal(t, 2, st.Timeline)
+}

@@ -120,6 +120,9 @@ func (m *Manager) leaderTimeline(ctx context.Context, up Upstream) (int, []Histo
 	if inRecovery {
 		return 0, nil, fmt.Errorf("postgres: leader %s is still in recovery", up.Name)
 	}
+	if err := m.leaderCheckpoint(ctx, up, int(tl)); err != nil {
+		return 0, nil, err
+	}
 	if tl <= 1 {
 		return int(tl), nil, nil
 	}
@@ -129,6 +132,34 @@ func (m *Manager) leaderTimeline(ctx context.Context, up Upstream) (int, []Histo
 	}
 	h, err := ParseHistory(string(data))
 	return int(tl), h, err
+}
+
+// leaderCheckpoint makes sure the leader's control file shows its current
+// timeline: right after a promotion it does not until the first
+// checkpoint, and pg_rewind would then see no divergence. Like Patroni for
+// a leader that does not say it checkpointed, it issues CHECKPOINT with
+// the superuser credentials.
+func (m *Manager) leaderCheckpoint(ctx context.Context, up Upstream, tl int) error {
+	c, err := m.connectUpstream(ctx, up, m.cfg.Superuser)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var ckptTL int32
+	if err := c.QueryRow(ctx, "SELECT timeline_id FROM pg_control_checkpoint()").Scan(&ckptTL); err != nil {
+		return fmt.Errorf("postgres: read leader checkpoint timeline: %w", err)
+	}
+	if int(ckptTL) == tl {
+		return nil
+	}
+	m.log.Info("leader has not run a checkpoint on its new timeline yet; requesting one", "leader", up.Name, "timeline", tl)
+	if _, err := c.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return err
+	}
+	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("postgres: checkpoint on leader %s: %w", up.Name, err)
+	}
+	return nil
 }
 
 func (m *Manager) connectUpstream(ctx context.Context, up Upstream, u User) (*pgx.Conn, error) {

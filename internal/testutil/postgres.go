@@ -3,10 +3,14 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,10 +125,13 @@ func PGConfig(t testing.TB, scope, name string) postgres.Config {
 		Bootstrap: postgres.BootstrapConfig{
 			Initdb: postgres.Options{{Name: "encoding", Value: "UTF8", HasValue: true}, {Name: "data-checksums"}},
 		},
-		UsePgRewind:  true,
-		StartTimeout: 30 * time.Second,
-		StopTimeout:  20 * time.Second,
-		Logger:       Logger(t),
+		// fsync buys nothing in throw-away test clusters and costs seconds.
+		Basebackup:    postgres.Options{{Name: "checkpoint", Value: "fast", HasValue: true}, {Name: "no-sync"}},
+		RewindOptions: postgres.Options{{Name: "no-sync"}},
+		UsePgRewind:   true,
+		StartTimeout:  30 * time.Second,
+		StopTimeout:   20 * time.Second,
+		Logger:        Logger(t),
 	}
 }
 
@@ -161,4 +168,77 @@ func tailString(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// pgTemplate caches one initdb output per process tree (and across runs, in
+// the system temp dir) so tests that only need "a fresh cluster" copy it
+// instead of running initdb (seconds of fsync on a busy machine).
+var pgTemplate struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// pgTemplateVersion changes when PGConfig's initdb options or passwords
+// change, so that stale templates are not reused.
+const pgTemplateVersion = "v1"
+
+// PGTemplateBootstrap returns a bootstrap method that copies a cached
+// cluster made once with initdb (encoding UTF8, data checksums, superuser
+// PGSuperuser/PGSuperPassword). Register it in
+// Config.Bootstrap.Methods and set Config.Bootstrap.Method to its name.
+func PGTemplateBootstrap(t testing.TB) postgres.BootstrapMethod {
+	t.Helper()
+	bin := PGBinDir(t)
+	runAs := PGRunAs(t)
+	pgTemplate.once.Do(func() {
+		pgTemplate.dir, pgTemplate.err = buildPGTemplate(bin, runAs)
+	})
+	if pgTemplate.err != nil {
+		t.Fatalf("build PostgreSQL template cluster: %v", pgTemplate.err)
+	}
+	return postgres.BootstrapFunc(func(ctx context.Context, m *postgres.Manager) error {
+		out, err := exec.CommandContext(ctx, "cp", "-a", pgTemplate.dir+"/.", m.DataDir()).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("copy template: %w: %s", err, out)
+		}
+		return nil
+	})
+}
+
+func buildPGTemplate(bin, runAs string) (string, error) {
+	dst := filepath.Join(os.TempDir(), fmt.Sprintf("pgwarden-template-%s-%s-%d", filepath.Base(filepath.Dir(bin)), pgTemplateVersion, os.Geteuid()))
+	if _, err := os.Stat(filepath.Join(dst, "global", "pg_control")); err == nil {
+		return dst, nil
+	}
+	tmp, err := os.MkdirTemp(os.TempDir(), "pgwarden-template-build")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	m, err := postgres.New(postgres.Config{
+		Name: "template", Scope: "template", BinDir: bin, DataDir: filepath.Join(tmp, "data"), RunAs: runAs,
+		Superuser:   postgres.User{Username: PGSuperuser, Password: PGSuperPassword},
+		Replication: postgres.User{Username: PGReplicator, Password: PGReplPassword},
+		Bootstrap: postgres.BootstrapConfig{
+			Initdb: postgres.Options{{Name: "encoding", Value: "UTF8", HasValue: true}, {Name: "data-checksums"}},
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := m.Initdb(context.Background()); err != nil {
+		return "", err
+	}
+	if err := os.Rename(filepath.Join(tmp, "data"), dst); err != nil {
+		if _, serr := os.Stat(filepath.Join(dst, "global", "pg_control")); serr == nil {
+			return dst, nil // another test process won the race
+		}
+		return "", err
+	}
+	return dst, nil
 }
