@@ -159,7 +159,9 @@ func DecodeMember(name string, data []byte) (*Member, error) {
 func decodeMember(name string, data []byte) (*Member, error) {
 	m := &Member{Name: name}
 	if bytes.HasPrefix(data, []byte("postgres")) {
-		m.ConnURL, m.APIURL = parseLegacyURL(string(data))
+		// Not JSON, so invalid UTF-8 is replaced here as a JSON decoder
+		// would have, to keep the value stable when written back as JSON.
+		m.ConnURL, m.APIURL = parseLegacyURL(strings.ToValidUTF8(string(data), "\uFFFD"))
 		return m, nil
 	}
 	f, err := decodeFields(data)
@@ -241,7 +243,7 @@ func parseLegacyURL(s string) (connURL, apiURL string) {
 		k, errK := url.QueryUnescape(k)
 		v, errV := url.QueryUnescape(v)
 		if errK == nil && errV == nil && k == "application_name" {
-			return connURL, v
+			return connURL, strings.ToValidUTF8(v, "\uFFFD")
 		}
 	}
 	return connURL, ""
@@ -449,7 +451,7 @@ func DecodeFailover(data []byte) (*Failover, error) {
 		return nil, nil
 	}
 	if !json.Valid(trimmed) {
-		if f, ok := decodeLegacyFailover(string(trimmed)); ok {
+		if f, ok := decodeLegacyFailover(strings.ToValidUTF8(string(trimmed), "\uFFFD")); ok {
 			return f, nil
 		}
 	}
@@ -726,6 +728,7 @@ func BuildCluster(entries []Entry) *Cluster {
 		byKey[e.Key] = e
 	}
 	keys := sortedKeys(byKey)
+	_, hasStatus := byKey[KeyStatus]
 	c := &Cluster{}
 	problem := func(err error) {
 		if err != nil {
@@ -749,6 +752,15 @@ func BuildCluster(entries []Entry) *Cluster {
 			s.Version = e.Version
 			problem(err)
 			c.Status = s
+		case key == KeyOptime && !hasStatus:
+			// Python's int(value): digits with optional sign and spaces.
+			text := strings.TrimPrefix(strings.TrimSpace(string(e.Value)), "+")
+			n, err := strconv.ParseUint(text, 10, 64)
+			if err != nil {
+				problem(decodeError(KeyOptime, e.Value, errors.New("want an integer")))
+				n = 0
+			}
+			c.Status = Status{LastLSN: LSN(n), Version: e.Version}
 		case key == KeyHistory:
 			h, err := DecodeHistory(e.Value)
 			h.Version = e.Version
@@ -781,18 +793,6 @@ func BuildCluster(entries []Entry) *Cluster {
 			m.Version, m.Session = e.Version, e.Session
 			problem(err)
 			c.Members = append(c.Members, m) // keys are sorted, so members are too
-		}
-	}
-	if _, ok := byKey[KeyStatus]; !ok {
-		if e, ok := byKey[KeyOptime]; ok {
-			// Python's int(value): digits with optional sign and spaces.
-			text := strings.TrimPrefix(strings.TrimSpace(string(e.Value)), "+")
-			n, err := strconv.ParseUint(text, 10, 64)
-			if err != nil {
-				problem(decodeError(KeyOptime, e.Value, errors.New("want an integer")))
-				n = 0
-			}
-			c.Status = Status{LastLSN: LSN(n), Version: e.Version}
 		}
 	}
 	if e, ok := byKey[KeyLeader]; ok && len(e.Value) > 0 {
