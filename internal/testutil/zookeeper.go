@@ -109,7 +109,7 @@ func RequireZooKeeper(t testing.TB) {
 		return
 	}
 	msg := fmt.Sprintf("ZooKeeper tests need %s: %s", strings.Join(missing, " and "), zkInstallHint)
-	if os.Getenv("PGWARDEN_ALLOW_SKIP") == "1" {
+	if AllowSkip() {
 		t.Skip(msg)
 	}
 	t.Fatal(msg)
@@ -138,7 +138,7 @@ func StartZooKeeperEnsemble(t testing.TB) *ZooKeeperEnsemble {
 	root := t.TempDir()
 	for id := 1; id <= zkEnsembleQuorum; id++ {
 		s := newZooKeeperServer(t, id, filepath.Join(root, fmt.Sprintf("zk%d", id)))
-		peers = append(peers, fmt.Sprintf("server.%d=127.0.0.1:%d:%d", id, zkFreePort(t), zkFreePort(t)))
+		peers = append(peers, fmt.Sprintf("server.%d=127.0.0.1:%d:%d", id, FreePort(t), FreePort(t)))
 		e.Servers = append(e.Servers, s)
 	}
 	for _, s := range e.Servers {
@@ -153,7 +153,7 @@ func newZooKeeperServer(t testing.TB, id int, dir string) *ZooKeeperServer {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		t.Fatalf("zookeeper: %v", err)
 	}
-	s := &ZooKeeperServer{ID: id, Dir: dir, ClientPort: zkFreePort(t), t: t,
+	s := &ZooKeeperServer{ID: id, Dir: dir, ClientPort: FreePort(t), t: t,
 		cfgPath: filepath.Join(dir, "zoo.cfg")}
 	t.Cleanup(s.Stop)
 	return s
@@ -336,15 +336,4 @@ func ZooKeeperCommand(addr, cmd string) (string, error) {
 		return buf.String(), err
 	}
 	return buf.String(), nil
-}
-
-// zkFreePort returns a free loopback TCP port.
-func zkFreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
