@@ -229,8 +229,13 @@ func TestCallbacksFromLifecycle(t *testing.T) {
 	r := cloneReplica(t, p, "node2", func(c *postgres.Config) {
 		c.Callbacks = ex
 		c.Hooks = postgres.Hooks{
-			Before: func(_ context.Context, st postgres.Step) error { steps = append(steps, "before "+string(st)); return nil },
-			After:  func(_ context.Context, st postgres.Step, err error) { steps = append(steps, fmt.Sprintf("after %s %v", st, err)) },
+			Before: func(_ context.Context, st postgres.Step) error {
+				steps = append(steps, "before "+string(st))
+				return nil
+			},
+			After: func(_ context.Context, st postgres.Step, err error) {
+				steps = append(steps, fmt.Sprintf("after %s %v", st, err))
+			},
 		}
 	})
 	ex.Wait()
