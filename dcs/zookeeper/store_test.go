@@ -1,6 +1,8 @@
 package zookeeper
 
 import (
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +48,39 @@ func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ZooKeeper")
 	}
+	t.Parallel()
 	zk := testutil.StartZooKeeper(t)
 	dcstest.Run(t, harness(func() []string { return []string{zk.Addr()} }))
+}
+
+// TestConformanceEnsemble runs the suite against a three-server ensemble
+// and stops the ensemble's leader halfway through the run: the stores must
+// move to the two servers left, keeping their sessions (spec/dcs-layout.md
+// §7, §10).
+func TestConformanceEnsemble(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three ZooKeeper servers")
+	}
+	t.Parallel()
+	e := testutil.StartZooKeeperEnsemble(t)
+	h := harness(e.Hosts)
+	var opened atomic.Int64
+	var stopped atomic.Bool
+	newStore := h.New
+	h.New = func(t *testing.T, scope, name string) dcs.Store {
+		// The suite opens about 125 stores; stop a server at the 63rd.
+		if opened.Add(1) == 63 && stopped.CompareAndSwap(false, true) {
+			for _, s := range e.Servers {
+				out, err := testutil.ZooKeeperCommand(s.Addr(), "srvr")
+				if err == nil && strings.Contains(out, "Mode: leader") {
+					t.Logf("stopping ZooKeeper server %d, the ensemble leader", s.ID)
+					s.Stop()
+					break
+				}
+			}
+		}
+		return newStore(t, scope, name)
+	}
+	dcstest.Run(t, h)
+	require.True(t, stopped.Load(), "the suite opened fewer stores than expected; no server was stopped")
 }
