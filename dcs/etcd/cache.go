@@ -220,6 +220,35 @@ func (s *Store) isLive() bool {
 	return true
 }
 
+// syncCache waits until the cache holds every change the watched etcd
+// member had applied when the call started: it asks for a progress
+// notification on the existing watch stream (no range request, no raft
+// round) and waits for it. It reports false when no notification came
+// within the wait (the caller then reads the prefix).
+func (s *Store) syncCache(ctx context.Context) bool {
+	s.mu.Lock()
+	ch := s.progress
+	s.mu.Unlock()
+	wait := s.cfg.SyncWait
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+		wait = time.Until(d)
+	}
+	if wait <= 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), wait)
+	defer cancel()
+	if err := s.client.RequestProgress(ctx); err != nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // reload does one range read of the prefix and resets the cache from it.
 func (s *Store) reload(ctx context.Context) (int64, error) {
 	resp, err := s.client.Get(ctx, s.prefix, clientv3.WithPrefix())
@@ -288,13 +317,17 @@ func (s *Store) watch(rev int64) error {
 		if wr.Canceled {
 			return errors.New("etcd: watch canceled")
 		}
-		if wr.Created {
-			s.mu.Lock()
-			s.live = true
-			s.mu.Unlock()
-		}
 		s.mu.Lock()
+		if wr.Created {
+			s.live = true
+		}
 		changed, err := s.applyEventsLocked(&wr)
+		if err == nil && wr.IsProgressNotify() {
+			// Every event up to this revision has been delivered on the
+			// stream before the notification.
+			close(s.progress)
+			s.progress = make(chan struct{})
+		}
 		s.mu.Unlock()
 		if err != nil {
 			return err

@@ -57,6 +57,13 @@ type Config struct {
 	// given to Open has no earlier deadline (default 10 s).
 	DialTimeout time.Duration
 
+	// ReadMode says how Cluster reads (default ReadSynced). Stores
+	// without a Name always use ReadConsistent, as patronictl does.
+	ReadMode ReadMode
+	// SyncWait bounds the wait for a progress notification in ReadSynced
+	// mode before Cluster falls back to a range read (default 1 s).
+	SyncWait time.Duration
+
 	// Username and Password enable etcd authentication (both or neither).
 	Username string
 	Password string
@@ -76,6 +83,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// ReadMode selects how Store.Cluster reads the cluster.
+type ReadMode int
+
+const (
+	// ReadSynced serves the watch-fed cache after one progress request on
+	// the open watch stream, so the snapshot includes every change the
+	// watched member had applied when Cluster was called, including other
+	// clients' writes. No range request.
+	ReadSynced ReadMode = iota
+	// ReadCache serves the watch-fed cache as it is: no request at all;
+	// other clients' writes show up as soon as the watch delivers them
+	// (milliseconds). Patroni's etcd3 cache behaves this way.
+	ReadCache
+	// ReadConsistent does a linearizable range read of the prefix on every
+	// call (what ctl-style tools want).
+	ReadConsistent
+)
+
 // withDefaults returns a copy of c with defaults filled in.
 func (c Config) withDefaults() Config {
 	if c.Namespace == "" {
@@ -89,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.SyncWait <= 0 {
+		c.SyncWait = time.Second
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -85,7 +86,7 @@ func openStore(t testing.TB, endpoints []string, scope, name string, mod ...func
 		Scope:     scope,
 		Name:      name,
 		TTL:       5 * time.Second,
-		Logger:    testutil.Logger(t).With("store", name),
+		Logger:    quietLogger(t).With("store", name),
 	}
 	for _, m := range mod {
 		m(&cfg)
@@ -115,3 +116,21 @@ func skipShort(t *testing.T) {
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// quietLogger is testutil.Logger without Debug records (the etcd client
+// logs every retry at Debug).
+func quietLogger(t testing.TB) *slog.Logger {
+	return slog.New(minLevel{Handler: testutil.Logger(t).Handler()})
+}
+
+type minLevel struct{ slog.Handler }
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as)}
+}
+
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g)} }

@@ -38,12 +38,16 @@ type Store struct {
 	ownClient bool
 	prefix    string
 	name      string
-	ttl       atomic.Int64 // lease TTL in seconds
+	// consistent makes Cluster read the prefix (linearizable) on every
+	// call instead of serving the cache: ctl-style stores without a member
+	// name, as patronictl does (spec/dcs-layout.md §3).
+	consistent bool
+	ttl        atomic.Int64 // lease TTL in seconds
 
-	leaseMu     sync.Mutex      // serializes lease grant/refresh; guards the fields below
+	leaseMu     sync.Mutex       // serializes lease grant/refresh; guards the fields below
 	lease       clientv3.LeaseID // current lease, 0 when none
-	leaseTTL    int64           // TTL the lease was granted with
-	lastRefresh time.Time       // when the last grant/keepalive was sent
+	leaseTTL    int64            // TTL the lease was granted with
+	lastRefresh time.Time        // when the last grant/keepalive was sent
 	leaderLease clientv3.LeaseID // lease the leader key was last bound to by us
 
 	mu        sync.Mutex // guards the cache fields below
@@ -52,7 +56,8 @@ type Store struct {
 	rev       int64  // highest revision seen
 	term      uint64 // highest raft term seen
 	clusterID uint64
-	live      bool // a watch is established
+	live      bool          // a watch is established
+	progress  chan struct{} // closed and replaced on every progress notification
 
 	changes   chan struct{}
 	ctx       context.Context
@@ -71,13 +76,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Store{
-		cfg:     cfg,
-		clock:   clock.RealClock{},
-		prefix:  Prefix(cfg.Namespace, cfg.Scope),
-		name:    cfg.Name,
-		entries: make(map[string]entry),
-		changes: make(chan struct{}, 1),
+		cfg:      cfg,
+		clock:    clock.RealClock{},
+		prefix:   Prefix(cfg.Namespace, cfg.Scope),
+		name:     cfg.Name,
+		entries:  make(map[string]entry),
+		changes:  make(chan struct{}, 1),
+		progress: make(chan struct{}),
 	}
+	s.consistent = cfg.Name == "" || cfg.ReadMode == ReadConsistent
 	s.log = cfg.Logger.With("dcs", "etcd", "prefix", s.prefix)
 	if cfg.Name != "" {
 		s.log = s.log.With("member", cfg.Name)
@@ -192,13 +199,15 @@ func (s *Store) Close() error {
 func (s *Store) closed() bool { return s.ctx.Err() != nil }
 
 // Cluster implements dcs.Store. While the watch is established it is served
-// from the cache with no request; otherwise it reads the prefix once
+// from the cache with no range request (ReadMode says whether it first
+// waits for a progress notification); otherwise, and always for stores
+// without a member name or with ReadConsistent, it reads the prefix once
 // (linearizable) and refreshes the cache from that read.
 func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	if s.closed() {
 		return nil, dcs.ErrClosed
 	}
-	if !s.isLive() {
+	if s.consistent || !s.isLive() || (s.cfg.ReadMode == ReadSynced && !s.syncCache(ctx)) {
 		if _, err := s.reload(ctx); err != nil {
 			return nil, mapErr("read cluster", err)
 		}
@@ -522,8 +531,19 @@ func (s *Store) UpdateLeader(ctx context.Context, u dcs.LeaderUpdate) error {
 	if err != nil {
 		return mapErr("update leader", err)
 	}
+	// Fence on our name and our lease. When the key is bound to another
+	// lease (re-granted for a new TTL, or left by our previous process),
+	// fence on the name only and rebind the key to our lease in the same
+	// transaction, as Patroni does.
+	leaderKey := s.prefix + dcs.KeyLeader
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Value(leaderKey), "=", s.name)}
 	var writes []wop
-	if ll := s.getLeaderLease(); ll != 0 && ll != lease {
+	s.mu.Lock()
+	cur, ok := s.entries[dcs.KeyLeader]
+	s.mu.Unlock()
+	if ok && !cur.deleted && cur.lease == int64(lease) {
+		cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(leaderKey), "=", lease))
+	} else {
 		writes = append(writes, wop{key: dcs.KeyLeader, value: []byte(s.name), lease: lease})
 	}
 	s.mu.Lock()
@@ -542,7 +562,7 @@ func (s *Store) UpdateLeader(ctx context.Context, u dcs.LeaderUpdate) error {
 		}
 	}
 	s.mu.Unlock()
-	res, err := s.txn(ctx, s.fence(), writes, dcs.KeyLeader)
+	res, err := s.txn(ctx, cmps, writes, dcs.KeyLeader)
 	if err != nil {
 		return mapErr("update leader", err)
 	}

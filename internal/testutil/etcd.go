@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -192,7 +193,7 @@ func (e *EmbeddedEtcd) start(t testing.TB) {
 			HeartbeatInterval: etcdHeartbeat,
 			ElectionTimeout:   etcdElection,
 			ReadyTimeout:      etcdStartTimeout,
-			Logger:            Logger(t).With("etcd", e.Name),
+			Logger:            quietLogger(t).With("etcd", e.Name),
 		})
 		if err == nil {
 			e.mu.Lock()
@@ -320,3 +321,26 @@ func (r *recordingTB) Fatalf(format string, args ...any) {
 }
 
 func (r *recordingTB) Helper() {}
+
+// quietLogger is Logger(t) with Warn records and above only: etcd logs a lot
+// (mapped to Debug) would drown a failing test's output.
+func quietLogger(t testing.TB) *slog.Logger {
+	return slog.New(minLevel{Handler: Logger(t).Handler(), min: slog.LevelWarn})
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(as), min: h.min}
+}
+
+func (h minLevel) WithGroup(g string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(g), min: h.min}
+}
