@@ -308,6 +308,7 @@ func (s *Store) onEvent(ss *session, ev zk.Event) {
 	}
 	s.mu.Unlock()
 	if wake {
+		s.log.Debug("zookeeper event wakes the loop", "type", ev.Type.String(), "state", ev.State.String(), "path", ev.Path)
 		s.notify()
 	}
 }
@@ -1319,4 +1320,14 @@ func (s *Store) SessionID() string {
 		return ""
 	}
 	return sessionName(s.sess.conn.SessionID())
+}
+
+// server returns the server the current session is connected to, or "".
+func (s *Store) server() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess == nil {
+		return ""
+	}
+	return s.sess.conn.Server()
 }
