@@ -145,19 +145,22 @@ func TestSlowScriptKilledByNext(t *testing.T) {
 
 func TestScriptTimeoutAndFailure(t *testing.T) {
 	tests := []struct {
-		name string
-		body string
-		want callbacks.Stats
+		name    string
+		body    string
+		timeout time.Duration
+		want    callbacks.Stats
 	}{
-		{name: "timeout", body: "sleep 30 & wait\n", want: callbacks.Stats{Fired: 1, TimedOut: 1}},
-		{name: "non-zero exit", body: "exit 3\n", want: callbacks.Stats{Fired: 1, Failed: 1}},
+		{name: "timeout", body: "sleep 30 & wait\n", timeout: 200 * time.Millisecond, want: callbacks.Stats{Fired: 1, TimedOut: 1}},
+		// A generous timeout: on a loaded machine starting /bin/sh alone can
+		// take longer than the 200 ms of the timeout case.
+		{name: "non-zero exit", body: "exit 3\n", timeout: 30 * time.Second, want: callbacks.Stats{Fired: 1, Failed: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := callbacks.ParseScript(writeScript(t, tc.body))
 			require.NoError(t, err)
 			ex := callbacks.NewExecutor(callbacks.Config{
-				Timeout:   200 * time.Millisecond,
+				Timeout:   tc.timeout,
 				Logger:    testLogger(t),
 				Callbacks: map[callbacks.Event]callbacks.Callback{callbacks.OnStart: s},
 			})
