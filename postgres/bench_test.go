@@ -60,4 +60,3 @@ func BenchmarkPromote(b *testing.B) {
 		b.StartTimer()
 	}
 }
-

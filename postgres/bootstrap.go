@@ -74,9 +74,20 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 	if custom != nil {
 		m.restoreConfigFiles()
 		m.removeTriggerFile()
-		if custom.RecoveryConf == nil && !custom.KeepExistingRecoveryConf {
+		switch {
+		case custom.RecoveryConf != nil:
+			m.removeRecoveryFiles()
+			m.mu.Lock()
+			m.customRecovery = custom.RecoveryConf
+			m.mu.Unlock()
+		case !custom.KeepExistingRecoveryConf:
 			m.removeRecoveryFiles()
 		}
+		defer func() {
+			m.mu.Lock()
+			m.customRecovery = nil
+			m.mu.Unlock()
+		}()
 	}
 	if len(m.cfg.PgHBA) == 0 && len(m.cfg.Bootstrap.PgHBA) > 0 {
 		f, err := os.OpenFile(m.hbaPath(), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
@@ -312,6 +323,25 @@ func (m *Manager) PostBootstrap(ctx context.Context) error {
 		}
 		if err := m.ensureRole(ctx, m.cfg.Replication, "REPLICATION LOGIN", nil); err != nil {
 			return err
+		}
+		// After a custom bootstrap (PITR) the configuration still carries
+		// its recovery settings: write the primary one and apply it.
+		ch, err := m.WriteConfig(ctx, RolePrimary, nil)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ch.NeedsRestart:
+			if err := m.stop(ctx, StopOptions{NoCallback: true}); err != nil {
+				return err
+			}
+			if err := m.start(ctx, StartOptions{Role: RolePrimary, NoCallback: true}); err != nil {
+				return err
+			}
+		case ch.NeedsReload:
+			if err := m.reload(); err != nil {
+				return err
+			}
 		}
 		if rw := m.cfg.Rewind; rw.Username != "" && rw.Username != su.Username {
 			grants := []string{

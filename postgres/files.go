@@ -107,7 +107,7 @@ var recoveryParams = map[string]bool{
 // recovery parameters) and the subset passed on the command line.
 func (m *Manager) Parameters() (params map[string]string, cmdline []string) {
 	params = map[string]string{}
-	for k, v := range m.cfg.Parameters {
+	for k, v := range m.parameters() {
 		if recoveryParams[k] {
 			continue
 		}
@@ -164,7 +164,7 @@ func (m *Manager) Parameters() (params map[string]string, cmdline []string) {
 // (nil up: archive only) (spec/postgres.md §5).
 func (m *Manager) RecoveryParameters(up *Upstream) map[string]string {
 	r := map[string]string{}
-	for k, v := range m.cfg.Parameters {
+	for k, v := range m.parameters() {
 		if recoveryParams[k] {
 			r[k] = v
 		}
@@ -351,6 +351,28 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 	params, _ := m.Parameters()
 	var recovery map[string]string
 	replica := role == RoleReplica || role == RoleStandbyLeader
+	m.mu.Lock()
+	custom := m.customRecovery
+	m.mu.Unlock()
+	if custom != nil && !replica {
+		// Custom bootstrap with PITR: its recovery_conf as given, hot
+		// standby off, and recovery.signal (standby.signal when it asks
+		// for standby_mode).
+		recovery = map[string]string{}
+		for k, v := range custom {
+			if k != "standby_mode" {
+				recovery[k] = v
+			}
+		}
+		params["hot_standby"] = "off"
+		sig := "recovery.signal"
+		if isOn(custom["standby_mode"]) {
+			sig = "standby.signal"
+		}
+		if err := m.writeFile(filepath.Join(m.cfg.DataDir, sig), nil, 0o600); err != nil {
+			return ch, err
+		}
+	}
 	if replica {
 		m.mu.Lock()
 		if up == nil {
@@ -382,7 +404,7 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 		}
 		ch.Files = append(ch.Files, m.confPath())
 	}
-	if _, userHBA := m.cfg.Parameters["hba_file"]; !userHBA && len(m.cfg.PgHBA) > 0 {
+	if _, userHBA := m.parameters()["hba_file"]; !userHBA && len(m.cfg.PgHBA) > 0 {
 		changed, err := m.writeIfChanged(m.hbaPath(), []byte(fileHeader+strings.Join(m.cfg.PgHBA, "\n")+"\n"))
 		if err != nil {
 			return ch, err
@@ -391,7 +413,7 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 			ch.Files = append(ch.Files, m.hbaPath())
 		}
 	}
-	if _, userIdent := m.cfg.Parameters["ident_file"]; !userIdent {
+	if _, userIdent := m.parameters()["ident_file"]; !userIdent {
 		_, statErr := os.Stat(m.identPath())
 		if m.cfg.PgIdent != nil || statErr != nil {
 			changed, err := m.writeIfChanged(m.identPath(), []byte(fileHeader+strings.Join(m.cfg.PgIdent, "\n")+"\n"))
@@ -403,9 +425,12 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 			}
 		}
 	}
-	signalChanged, err := m.writeSignal(replica)
-	if err != nil {
-		return ch, err
+	signalChanged := false
+	if custom == nil || replica {
+		var err error
+		if signalChanged, err = m.writeSignal(replica); err != nil {
+			return ch, err
+		}
 	}
 	if signalChanged {
 		ch.Files = append(ch.Files, filepath.Join(m.cfg.DataDir, "standby.signal"))
@@ -429,6 +454,14 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 		}
 	}
 	return ch, nil
+}
+
+func isOn(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "true", "yes", "1":
+		return true
+	}
+	return false
 }
 
 // needsRestart asks the server which of names have the postmaster context.

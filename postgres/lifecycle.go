@@ -83,6 +83,11 @@ func (m *Manager) start(ctx context.Context, opts StartOptions) error {
 		return fmt.Errorf("postgres: start: %w", err)
 	}
 	params, cmdline := m.Parameters()
+	m.mu.Lock()
+	if m.customRecovery != nil {
+		params["hot_standby"] = "off"
+	}
+	m.mu.Unlock()
 	if !role.IsPrimary() {
 		m.raiseSharedMemoryParams(ctx, params)
 	}
@@ -99,7 +104,6 @@ func (m *Manager) start(ctx context.Context, opts StartOptions) error {
 		return err
 	}
 	m.mu.Lock()
-	m.pending = nil
 	proc := m.proc
 	m.mu.Unlock()
 	if err := m.waitAccepting(ctx, proc, timeout, logOffset); err != nil {
@@ -269,6 +273,12 @@ type StopOptions struct {
 	NoCheckpoint bool
 	// NoCallback suppresses on_stop.
 	NoCallback bool
+	// OnShutdown, for fast and smart stops, is called once pg_controldata
+	// shows "shut down" (the shutdown checkpoint is written, walsenders may
+	// still be sending it), with the shutdown checkpoint LSN: the moment
+	// the HA loop may release the leader key early (spec/postgres.md §4.2
+	// step 7). It is called from the stopping goroutine.
+	OnShutdown func(checkpoint LSN)
 }
 
 // escalateDelay is how long a SIGQUIT gets before SIGKILL: an immediate
@@ -308,6 +318,9 @@ func (m *Manager) stop(ctx context.Context, opts StopOptions) error {
 	if err := syscall.Kill(pid, opts.Mode.signal()); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("postgres: stop: signal %d: %w", pid, err)
 	}
+	if opts.OnShutdown != nil && opts.Mode != StopImmediate {
+		m.watchShutdown(ctx, pid, timeout, opts.OnShutdown)
+	}
 	if !m.waitExit(ctx, pid, timeout) {
 		m.log.Warn("postgres did not stop in time; sending SIGQUIT", "mode", opts.Mode, "timeout", timeout)
 		_ = syscall.Kill(pid, syscall.SIGQUIT)
@@ -326,6 +339,35 @@ func (m *Manager) stop(ctx context.Context, opts StopOptions) error {
 		m.cfg.Callbacks.Fire(callbacks.OnStop, string(role))
 	}
 	return nil
+}
+
+// shutdownPoll is how often pg_controldata is read during a stop: each
+// read is a short process, and 200 ms keeps the early leader release well
+// inside a loop_wait.
+const shutdownPoll = 200 * time.Millisecond
+
+// watchShutdown polls pg_controldata until the cluster state says "shut
+// down" (then calls fn), "shut down in recovery" (a replica: nothing to
+// report), the postmaster exits or timeout passes.
+func (m *Manager) watchShutdown(ctx context.Context, pid int, timeout time.Duration, fn func(LSN)) {
+	deadline := time.Now().Add(timeout)
+	for {
+		alive := processAlive(pid)
+		cd, err := m.ControlData(ctx)
+		if err == nil {
+			switch cd.State {
+			case "shut down":
+				fn(cd.CheckpointLSN)
+				return
+			case "shut down in recovery":
+				return
+			}
+		}
+		if !alive || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(shutdownPoll)
+	}
 }
 
 // waitExit waits until pid exits; false on timeout.

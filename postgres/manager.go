@@ -59,13 +59,17 @@ type Manager struct {
 	// lifecycle serializes lifecycle operations.
 	lifecycle sync.Mutex
 
-	mu      sync.Mutex // guards the fields below
-	conn    *pgx.Conn
-	role    Role
-	proc    *postmaster
-	pending map[string]PendingParam
+	mu   sync.Mutex // guards the fields below
+	conn *pgx.Conn
+	role Role
+	proc *postmaster
 	// overrides are GUCs set at runtime (synchronous_standby_names).
 	overrides map[string]string
+	// customRecovery is the recovery_conf of a custom bootstrap while it
+	// starts (spec/postgres.md §10); nil otherwise.
+	customRecovery map[string]string
+	// params replaces cfg.Parameters once SetParameters was called.
+	params map[string]string
 	// upstream is the last primary a replica configuration named.
 	upstream *Upstream
 	major    int
@@ -121,6 +125,28 @@ func (m *Manager) setRole(r Role) {
 	m.mu.Lock()
 	m.role = r
 	m.mu.Unlock()
+}
+
+// SetParameters replaces the configured GUCs (a dynamic configuration
+// change). Nothing is written until the next WriteConfig, Reload or start.
+func (m *Manager) SetParameters(params map[string]string) {
+	cp := make(map[string]string, len(params))
+	for k, v := range params {
+		cp[k] = v
+	}
+	m.mu.Lock()
+	m.params = cp
+	m.mu.Unlock()
+}
+
+// parameters returns the current configured GUCs (not to be modified).
+func (m *Manager) parameters() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.params != nil {
+		return m.params
+	}
+	return m.cfg.Parameters
 }
 
 // Close closes the connection. It does not stop Postgres.

@@ -250,18 +250,22 @@ func (m *Manager) State(ctx context.Context) (State, error) {
 // (read with postgres -C; spec/postgres.md §4.4).
 func (m *Manager) PendingRestart(ctx context.Context) ([]PendingParam, error) {
 	var out []PendingParam
+	var unitOf []string
 	err := m.withConn(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT name, setting, COALESCE(unit, '') FROM pg_settings WHERE pending_restart ORDER BY name`)
 		if err != nil {
 			return err
 		}
+		var units []string
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingParam, error) {
 			var p PendingParam
 			var unit string
 			err := r.Scan(&p.Name, &p.Old, &unit)
 			p.Old = humanValue(p.Old, unit)
+			units = append(units, unit)
 			return p, err
 		})
+		unitOf = units
 		return err
 	})
 	if err != nil {
@@ -269,7 +273,7 @@ func (m *Manager) PendingRestart(ctx context.Context) ([]PendingParam, error) {
 	}
 	for i := range out {
 		if v, err := m.OfflineSetting(ctx, out[i].Name); err == nil {
-			out[i].New = v
+			out[i].New = humanValue(v, unitOf[i])
 		}
 	}
 	return out, nil

@@ -206,6 +206,14 @@ func PGTemplateBootstrap(t testing.TB) postgres.BootstrapMethod {
 	})
 }
 
+// PGTemplateDir returns the cached template cluster directory used by
+// PGTemplateBootstrap (building it on first use). Copy it; never start it.
+func PGTemplateDir(t testing.TB) string {
+	t.Helper()
+	PGTemplateBootstrap(t)
+	return pgTemplate.dir
+}
+
 func buildPGTemplate(bin, runAs string) (string, error) {
 	dst := filepath.Join(os.TempDir(), fmt.Sprintf("pgwarden-template-%s-%s-%d", filepath.Base(filepath.Dir(bin)), pgTemplateVersion, os.Geteuid()))
 	if _, err := os.Stat(filepath.Join(dst, "global", "pg_control")); err == nil {
