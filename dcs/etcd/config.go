@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"k8s.io/utils/clock"
 )
 
 // Defaults of Config. They are Patroni's defaults (spec/dcs-layout.md §3).
@@ -81,6 +82,9 @@ type Config struct {
 	// Logger receives connection and cache events; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Clock times lease refreshes and retry back-off; nil means the real
+	// clock. Lease expiry itself is timed by the etcd server.
+	Clock clock.Clock
 }
 
 // ReadMode selects how Store.Cluster reads the cluster.
@@ -114,6 +118,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
 	}
 	if c.SyncWait <= 0 {
 		c.SyncWait = time.Second

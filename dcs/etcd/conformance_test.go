@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -57,13 +58,15 @@ func TestConformanceDebianEtcd34(t *testing.T) {
 func TestConformanceThreeMembersOneStopped(t *testing.T) {
 	skipShort(t)
 	c := testutil.StartEmbeddedEtcdCluster(t, 3)
-	var opened int
 	stopped := false
 	h := harness(func() []string { return c.Endpoints() }, etcd.ReadConsistent)
 	inner := h.New
 	h.New = func(t *testing.T, scope, name string) dcs.Store {
-		opened++
-		if opened == 25 && !stopped {
+		// Stop when the suite reaches its middle subtest (Sync, 8th of
+		// 15), outside the expiry subtests: a raft leader change restarts
+		// every lease's TTL (etcd's lessor.Promote), so an expiry measured
+		// across it would see up to one extra TTL.
+		if strings.Contains(t.Name(), "/Sync") && !stopped {
 			stopped = true
 			for _, m := range c.Members {
 				if s := m.Server(); s != nil && s.IsLeader() {
@@ -77,6 +80,6 @@ func TestConformanceThreeMembersOneStopped(t *testing.T) {
 	}
 	dcstest.Run(t, h)
 	if !stopped {
-		t.Fatalf("no member was stopped (only %d stores opened)", opened)
+		t.Fatal("no member was stopped")
 	}
 }

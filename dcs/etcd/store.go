@@ -77,7 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	s := &Store{
 		cfg:      cfg,
-		clock:    clock.RealClock{},
+		clock:    cfg.Clock,
 		prefix:   Prefix(cfg.Namespace, cfg.Scope),
 		name:     cfg.Name,
 		entries:  make(map[string]entry),
