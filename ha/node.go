@@ -1,0 +1,759 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/pgwarden/pgwarden/dcs"
+)
+
+// Postgres is what the HA loop needs from the local PostgreSQL. Node calls
+// it from its loop goroutine, and for long operations (Bootstrap,
+// CreateReplica, Start, Promote, Rewind, CrashRecovery) from one background
+// goroutine at a time; implementations must allow State to be called while
+// such an operation runs.
+type Postgres interface {
+	// State reads the local state (pg_controldata, pg_stat_replication,
+	// pg_is_in_recovery, ...). An error means "cannot talk to Postgres".
+	State(ctx context.Context) (PGState, error)
+	// Bootstrap initializes a new cluster (initdb or custom method, start,
+	// post_bootstrap).
+	Bootstrap(ctx context.Context) error
+	// CreateReplica wipes the data directory and clones from; from is nil
+	// for methods that need no leader.
+	CreateReplica(ctx context.Context, from *dcs.Member) error
+	// Start starts Postgres, as a primary (no recovery) when primary, else
+	// as a replica of upstream (nil: no upstream), and waits until it
+	// accepts connections.
+	Start(ctx context.Context, primary bool, upstream *dcs.Member) error
+	// Stop stops Postgres (fast mode with a checkpoint, or immediate).
+	Stop(ctx context.Context, immediate bool) error
+	// Promote runs pg_ctl promote and waits for the end of recovery.
+	Promote(ctx context.Context) error
+	// Follow points a replica at upstream (nil: none), reloading or
+	// restarting as needed.
+	Follow(ctx context.Context, upstream *dcs.Member) error
+	// Diverged reports whether the local timeline diverged from leader's
+	// (spec/ha-loop.md §6.2).
+	Diverged(ctx context.Context, leader *dcs.Member) (bool, error)
+	// Rewind runs pg_rewind from leader.
+	Rewind(ctx context.Context, leader *dcs.Member) error
+	// CrashRecovery runs single-user crash recovery.
+	CrashRecovery(ctx context.Context) error
+	// SetSyncStandbyNames writes synchronous_standby_names and reloads.
+	SetSyncStandbyNames(ctx context.Context, s SetSyncStandbyNames) error
+	// TimelineHistory reads the local timeline history file of the current
+	// timeline.
+	TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error)
+}
+
+// Peers asks other members' REST APIs. Called from the loop goroutine; each
+// call must return within ctx's deadline.
+type Peers interface {
+	// Probe queries GET /patroni of every member in parallel. Members that
+	// did not answer are absent or have Reachable false.
+	Probe(ctx context.Context, members []*dcs.Member) map[string]PeerStatus
+	// Failsafe POSTs /failsafe to every member of fs other than self and
+	// reports whether all accepted.
+	Failsafe(ctx context.Context, fs dcs.Failsafe) bool
+}
+
+// Watchdog is the optional watchdog device.
+type Watchdog interface {
+	Arm() error // activate or keepalive
+	Disarm() error
+	Usable() bool
+}
+
+// Options configure a Node.
+type Options struct {
+	Config   Config
+	Store    dcs.Store
+	Postgres Postgres
+	Peers    Peers
+	// Watchdog may be nil (no device).
+	Watchdog Watchdog
+	// Clock defaults to the real clock.
+	Clock clock.WithTicker
+	// APIURL and ConnURL are published in the member key.
+	APIURL  string
+	ConnURL string
+	// DynamicConfig is written into an empty "config" key (bootstrap.dcs).
+	DynamicConfig []byte
+	// Inline runs long operations on the loop goroutine instead of in the
+	// background; deterministic simulations use it.
+	Inline bool
+}
+
+// Status is a snapshot of the node's last published state, for the REST
+// API. It is immutable once published.
+type Status struct {
+	Name     string
+	Role     string
+	State    string
+	Message  string
+	Leader   string
+	Paused   bool
+	Timeline int
+	LSN      dcs.LSN
+	// LeaseValidUntil is when this node stops acting as the leader unless
+	// it renews (zero when not leader).
+	LeaseValidUntil time.Time
+	DCSReachable    bool
+	Decision        Decision
+	UpdatedAt       time.Time
+}
+
+// LogEntry is one changed decision in the decision log.
+type LogEntry struct {
+	Time     time.Time
+	Decision Decision
+}
+
+// ErrExit is wrapped by Run's error when a decision asks the daemon to exit.
+var ErrExit = errors.New("ha: exit requested")
+
+// Node runs the HA loop of one member.
+type Node struct {
+	opts  Options
+	cfg   Config
+	clk   clock.WithTicker
+	log   *slog.Logger
+	wake  chan struct{}
+	state atomic.Pointer[Status]
+
+	mu      sync.Mutex // guards hist, op fields used by the background goroutine
+	hist    []LogEntry
+	op      Operation
+	opDone  *Operation // finished operation, seen once by the next cycle
+	cancel  context.CancelFunc
+	opWG    sync.WaitGroup
+	lastMsg string
+
+	// Loop goroutine only.
+	lease         Lease
+	lastCluster   *dcs.Cluster
+	lastConfig    *dcs.ClusterConfig
+	bootstrapping bool
+	recovery      bool
+	firstCycle    bool
+	unlockedSince time.Time
+	exit          string
+	lastDecision  string
+}
+
+// New validates the options and returns a Node.
+func New(opts Options) (*Node, error) {
+	cfg := opts.Config.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Store == nil || opts.Postgres == nil || opts.Peers == nil {
+		return nil, errors.New("ha: Store, Postgres and Peers are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	n := &Node{
+		opts:       opts,
+		cfg:        cfg,
+		clk:        opts.Clock,
+		log:        cfg.Logger.With("member", cfg.Name),
+		wake:       make(chan struct{}, 1),
+		firstCycle: true,
+	}
+	n.state.Store(&Status{Name: cfg.Name, State: "stopped"})
+	return n, nil
+}
+
+// Status returns the last published status without blocking on the loop.
+func (n *Node) Status() *Status { return n.state.Load() }
+
+// History returns the last changed decisions, oldest first.
+func (n *Node) History() []LogEntry {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]LogEntry(nil), n.hist...)
+}
+
+// Wake makes the loop run a cycle now (a manual request arrived).
+func (n *Node) Wake() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Lease returns the node's lease bookkeeping (loop goroutine or tests
+// driving Step).
+func (n *Node) Lease() Lease { return n.lease }
+
+// CanAcceptWrites reports whether this node may act as a writable primary
+// at now: it holds the leader key by its own bookkeeping and the lease has
+// not expired by its own clock minus the safety margin. Only valid from the
+// loop goroutine or a test driving Step.
+func (n *Node) CanAcceptWrites(now time.Time) bool {
+	return n.lease.Held && now.Before(n.lease.ValidUntil(n.cfg.SafetyMargin))
+}
+
+func (n *Node) settings() Settings { return effective(n.cfg, n.lastConfig) }
+
+// Run runs the loop until ctx is cancelled, then shuts down cleanly: a
+// primary stops Postgres and releases the leader key at once so that a
+// replica takes over without waiting for ttl.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.opWG.Wait()
+	for {
+		start := n.clk.Now()
+		d := n.Step(ctx)
+		if n.exit != "" {
+			n.cancelOp()
+			return fmt.Errorf("%w: %s", ErrExit, n.exit)
+		}
+		if ctx.Err() != nil {
+			return n.Shutdown(context.WithoutCancel(ctx))
+		}
+		nap := n.settings().LoopWait - n.clk.Since(start)
+		if !d.WakeAt.IsZero() {
+			nap = min(nap, d.WakeAt.Sub(n.clk.Now()))
+		}
+		if nap <= 0 {
+			continue
+		}
+		t := n.clk.NewTimer(nap)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return n.Shutdown(context.WithoutCancel(ctx))
+		case <-t.C():
+		case <-n.opts.Store.Changes():
+			t.Stop()
+		case <-n.wake:
+			t.Stop()
+		}
+	}
+}
+
+// Shutdown is the clean stop of §15: cancel background work; unless paused,
+// stop Postgres and release the leader key. ctx bounds each DCS call.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.cancelOp()
+	n.opWG.Wait()
+	s := n.settings()
+	if s.Paused {
+		if n.opts.Watchdog != nil {
+			_ = n.opts.Watchdog.Disarm()
+		}
+		return nil
+	}
+	held := n.lease.Held
+	n.lease = Lease{}
+	if n.opts.Watchdog != nil {
+		_ = n.opts.Watchdog.Disarm()
+	}
+	pctx, cancel := context.WithTimeout(ctx, max(s.RetryTimeout, 10*time.Second))
+	defer cancel()
+	var last *dcs.Status
+	if st, err := n.opts.Postgres.State(pctx); err == nil && st.Primary {
+		last = &dcs.Status{LastLSN: st.LSN}
+	}
+	if err := n.opts.Postgres.Stop(pctx, false); err != nil {
+		n.log.Warn("PostgreSQL shutdown failed, leader key not removed.", "err", err)
+		return fmt.Errorf("shutdown %s: %w", n.cfg.Name, err)
+	}
+	if st, err := n.opts.Postgres.State(pctx); err == nil && last != nil && st.LSN > last.LastLSN {
+		last.LastLSN = st.LSN
+	}
+	if held || n.lastCluster != nil {
+		dctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
+		defer cancel()
+		if err := n.opts.Store.ReleaseLeader(dctx, last); err != nil {
+			n.log.Warn("release leader key on shutdown", "err", err)
+		}
+		_ = n.opts.Store.TouchMember(dctx, n.member(PGState{DataDir: DataPresent}, Decision{Role: "replica", State: "stopped"}))
+	}
+	n.publish(Decision{Message: "shut down", Role: "replica", State: "stopped"}, PGState{}, true)
+	return nil
+}
+
+func (n *Node) cancelOp() {
+	n.mu.Lock()
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.mu.Unlock()
+}
+
+// Step runs one cycle: observe, decide, act. It is exported for
+// simulations that drive many nodes on one goroutine; Run calls it.
+func (n *Node) Step(ctx context.Context) Decision {
+	s := n.settings()
+	now := n.clk.Now()
+	o := Observation{
+		Now:             now,
+		Config:          n.cfg,
+		LastCluster:     n.lastCluster,
+		LastConfig:      n.lastConfig,
+		Lease:           n.lease,
+		Bootstrapping:   n.bootstrapping,
+		RecoveryAttempt: false,
+		FirstCycle:      n.firstCycle,
+		WatchdogUsable:  n.opts.Watchdog != nil && n.opts.Watchdog.Usable(),
+	}
+	n.mu.Lock()
+	o.Op = n.op
+	if n.opDone != nil {
+		o.Op = *n.opDone
+		n.opDone = nil
+	}
+	n.mu.Unlock()
+	if !o.Op.Running && n.recovery {
+		o.RecoveryAttempt = true
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
+	cl, err := n.opts.Store.Cluster(cctx)
+	cancel()
+	if err != nil {
+		o.DCSError = true
+	} else {
+		o.Cluster = cl
+		if cl.Config.Valid() {
+			n.lastConfig = cl.Config
+			o.LastConfig = cl.Config
+			s = n.settings()
+			n.opts.Store.SetTTL(s.TTL)
+		}
+		if cl.IsLocked() {
+			n.lastCluster = cl
+			o.LastCluster = cl
+			n.unlockedSince = time.Time{}
+			if cl.Leader.Name != n.cfg.Name {
+				n.lease = Lease{} // someone else holds it: we are not leader
+				o.Lease = n.lease
+			}
+		} else {
+			if n.unlockedSince.IsZero() {
+				n.unlockedSince = now
+			}
+			n.lease.Held = false
+			o.Lease = n.lease
+		}
+		o.UnlockedSince = n.unlockedSince
+	}
+	pg, err := n.opts.Postgres.State(ctx)
+	if err != nil {
+		d := Decision{Message: "Error communicating with PostgreSQL. Will try again later"}
+		n.finish(ctx, o, d, pg)
+		return d
+	}
+	if cl != nil && cl.IsLocked() && cl.Leader.Name != n.cfg.Name && pg.DataDir == DataPresent && !o.Op.Running {
+		lm := cl.Member(cl.Leader.Name)
+		if lm != nil && lm.IsRunning() && lm.Role == "primary" && (!pg.Running || pg.Upstream != lm.Name || !pg.Streaming || pg.Primary) {
+			if div, err := n.opts.Postgres.Diverged(ctx, lm); err == nil {
+				pg.Diverged = &div
+			}
+		}
+	}
+	o.PG = pg
+	d := Decide(o)
+	failures := 0
+run:
+	for i := 0; i < len(d.Actions); i++ {
+		a := d.Actions[i]
+		switch a.(type) {
+		case ProbePeers:
+			if o.Peers != nil {
+				break run
+			}
+			o.Peers = n.probe(ctx, cl, s)
+			d = Decide(o)
+			i = -1
+			continue
+		case ProbeFailsafe:
+			if o.FailsafeOK != nil {
+				break run
+			}
+			pctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
+			ok := n.lastCluster != nil && n.opts.Peers.Failsafe(pctx, n.lastCluster.Failsafe)
+			cancel()
+			o.FailsafeOK = &ok
+			if ok {
+				n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
+			}
+			d = Decide(o)
+			i = -1
+			continue
+		}
+		if err := n.act(ctx, a, cl, &o); err != nil {
+			n.log.Debug("action failed", "action", a.String(), "err", err)
+			switch a.(type) {
+			case UpdateLeader, AcquireLeader, RaceInitialize:
+				if failures == 0 {
+					failures++
+					o.Failure = &Failure{Action: a, Unavailable: errors.Is(err, dcs.ErrUnavailable)}
+					d = Decide(o)
+					i = -1
+					continue
+				}
+			}
+			d.Message += fmt.Sprintf(" (%s failed: %v)", a, err)
+			break run
+		}
+	}
+	n.finish(ctx, o, d, pg)
+	return d
+}
+
+// finish is the "finally" part of a cycle: publish the member key when the
+// DCS was reachable, record the decision.
+func (n *Node) finish(ctx context.Context, o Observation, d Decision, pg PGState) {
+	if o.RecoveryAttempt {
+		n.recovery = false
+	}
+	if !o.DCSError && n.exit == "" {
+		cctx, cancel := context.WithTimeout(ctx, n.settings().RetryTimeout)
+		if pg2, err := n.opts.Postgres.State(cctx); err == nil {
+			pg = pg2
+		}
+		_ = n.opts.Store.TouchMember(cctx, n.member(pg, d))
+		cancel()
+		n.firstCycle = false
+	}
+	n.publish(d, pg, !o.DCSError)
+}
+
+func (n *Node) publish(d Decision, pg PGState, reachable bool) {
+	s := n.settings()
+	st := &Status{
+		Name: n.cfg.Name, Role: d.Role, State: d.State, Message: d.Message,
+		Paused: s.Paused, Timeline: pg.Timeline, LSN: pg.LSN, DCSReachable: reachable,
+		Decision: d, UpdatedAt: n.clk.Now(),
+		LeaseValidUntil: n.lease.ValidUntil(s.SafetyMargin),
+	}
+	if n.lastCluster != nil && n.lastCluster.Leader != nil {
+		st.Leader = n.lastCluster.Leader.Name
+	}
+	n.state.Store(st)
+	key := d.String()
+	if key == n.lastDecision {
+		return
+	}
+	n.lastDecision = key
+	n.mu.Lock()
+	n.hist = append(n.hist, LogEntry{Time: st.UpdatedAt, Decision: d})
+	if over := len(n.hist) - n.cfg.DecisionLogSize; over > 0 {
+		n.hist = append(n.hist[:0:0], n.hist[over:]...)
+	}
+	n.mu.Unlock()
+	n.log.Info(d.Message, "role", d.Role, "timeline", pg.Timeline, "lsn", pg.LSN.String(), "leader", st.Leader, "action", actionNames(d))
+}
+
+func actionNames(d Decision) string {
+	var b []string
+	for _, a := range d.Actions {
+		b = append(b, a.String())
+	}
+	return strings.Join(b, "; ")
+}
+
+func (n *Node) member(pg PGState, d Decision) *dcs.Member {
+	m := &dcs.Member{
+		Name: n.cfg.Name, APIURL: n.opts.APIURL, ConnURL: n.opts.ConnURL,
+		State: d.State, Role: d.Role, Tags: n.cfg.Tags, Pause: n.settings().Paused,
+	}
+	if pg.Running {
+		lsn := pg.LSN
+		m.XLogLocation = &lsn
+		if pg.Timeline > 0 {
+			tl := pg.Timeline
+			m.Timeline = &tl
+		}
+		if !pg.Primary {
+			if pg.Streaming {
+				m.ReplicationState = "streaming"
+			} else {
+				m.ReplicationState = "in archive recovery"
+			}
+		}
+	}
+	if m.Role == "" {
+		m.Role = "replica"
+	}
+	return m
+}
+
+func (n *Node) probe(ctx context.Context, cl *dcs.Cluster, s Settings) map[string]PeerStatus {
+	if cl == nil {
+		return map[string]PeerStatus{}
+	}
+	seen := map[string]bool{}
+	var ms []*dcs.Member
+	for _, src := range []*dcs.Cluster{cl, n.lastCluster} {
+		if src == nil {
+			continue
+		}
+		for _, m := range src.Members {
+			if m.Name != n.cfg.Name && m.APIURL != "" && !seen[m.Name] {
+				seen[m.Name] = true
+				ms = append(ms, m)
+			}
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, min(s.RetryTimeout, 2*time.Second))
+	defer cancel()
+	out := n.opts.Peers.Probe(pctx, ms)
+	if out == nil {
+		out = map[string]PeerStatus{}
+	}
+	return out
+}
+
+func (n *Node) upstream(cl *dcs.Cluster, name string) *dcs.Member {
+	if name == "" {
+		return nil
+	}
+	if name == remoteName && n.cfg.StandbyCluster != nil {
+		sc := n.cfg.StandbyCluster
+		return &dcs.Member{Name: remoteName, ConnURL: fmt.Sprintf("postgres://%s:%d/postgres", sc.Host, sc.Port)}
+	}
+	if cl != nil {
+		if m := cl.Member(name); m != nil {
+			return m
+		}
+	}
+	return &dcs.Member{Name: name}
+}
+
+// act runs one action. DCS calls get a deadline of retry_timeout.
+func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observation) error {
+	s := n.settings()
+	st := n.opts.Store
+	pg := n.opts.Postgres
+	dctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
+	defer cancel()
+	now := n.clk.Now()
+	switch a := a.(type) {
+	case AcquireLeader:
+		if err := st.AcquireLeader(dctx); err != nil {
+			return fmt.Errorf("acquire leader key: %w", err)
+		}
+		n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
+	case TakeLeader:
+		if err := st.TakeLeader(dctx); err != nil {
+			return fmt.Errorf("take leader key: %w", err)
+		}
+		n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
+		n.bootstrapping = false
+	case UpdateLeader:
+		u := dcs.LeaderUpdate{Status: &dcs.Status{LastLSN: o.PG.LSN}}
+		if !o.PG.Primary {
+			u.Status = nil
+		}
+		if a.Failsafe && cl != nil {
+			fs := dcs.Failsafe{}
+			for _, m := range cl.Members {
+				if m.APIURL != "" {
+					fs[m.Name] = m.APIURL
+				}
+			}
+			u.Failsafe = fs
+		}
+		if err := st.UpdateLeader(dctx, u); err != nil {
+			if errors.Is(err, dcs.ErrLeaderLost) {
+				n.lease = Lease{}
+			}
+			return fmt.Errorf("update leader key: %w", err)
+		}
+		n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
+	case ReleaseLeader:
+		n.lease = Lease{}
+		var last *dcs.Status
+		if a.WriteLSN {
+			last = &dcs.Status{LastLSN: o.PG.LSN}
+		}
+		return wrap("release leader key", st.ReleaseLeader(dctx, last))
+	case RaceInitialize:
+		if err := st.Initialize(dctx, "", true); err != nil {
+			return fmt.Errorf("race for initialize: %w", err)
+		}
+		n.bootstrapping = true
+	case WriteInitialize:
+		return wrap("write initialize", st.Initialize(dctx, a.SysID, false))
+	case CancelInitialize:
+		n.bootstrapping = false
+		return wrap("cancel initialize", st.CancelInitialize(dctx))
+	case WriteConfig:
+		if cl != nil && cl.Config != nil {
+			return nil
+		}
+		cfg := n.opts.DynamicConfig
+		if cfg == nil {
+			cfg = []byte("{}")
+		}
+		_, err := st.SetConfig(dctx, cfg, "")
+		return wrap("write config", err)
+	case ClearFailover:
+		_, err := st.SetFailover(dctx, &dcs.Failover{}, a.Version)
+		return wrap("clear failover", err)
+	case RewriteFailover:
+		_, err := st.SetFailover(dctx, &dcs.Failover{Candidate: a.Candidate}, a.Version)
+		return wrap("rewrite failover", err)
+	case SetSync:
+		var sb []string
+		if a.Standbys != "" {
+			sb = strings.Split(a.Standbys, ",")
+		}
+		_, err := st.SetSync(dctx, &dcs.SyncState{Leader: a.Leader, Standbys: sb, Quorum: a.Quorum}, a.Prev)
+		return wrap("write sync", err)
+	case DeleteSync:
+		return wrap("delete sync", st.DeleteSync(dctx, a.Prev))
+	case SetSyncStandbyNames:
+		return wrap("set synchronous_standby_names", pg.SetSyncStandbyNames(ctx, a))
+	case WriteHistory:
+		lines, err := pg.TimelineHistory(ctx)
+		if err != nil {
+			return fmt.Errorf("read timeline history: %w", err)
+		}
+		return wrap("write history", st.SetHistory(dctx, &dcs.TimelineHistory{Lines: lines}))
+	case Bootstrap:
+		n.bootstrapping = true
+		n.runOp(ctx, OpBootstrap, pg.Bootstrap)
+	case FinishBootstrap:
+	case Clone:
+		var from *dcs.Member
+		if a.From != "" {
+			from = n.upstream(cl, a.From)
+		}
+		n.runOp(ctx, OpClone, func(ctx context.Context) error { return pg.CreateReplica(ctx, from) })
+	case StartPostgres:
+		up := n.upstream(cl, a.Upstream)
+		if !o.PG.CleanShutdown || a.Primary {
+			n.recovery = true
+		}
+		n.runOp(ctx, OpStart, func(ctx context.Context) error { return pg.Start(ctx, a.Primary, up) })
+	case StopPostgres:
+		return wrap("stop postgres", pg.Stop(ctx, a.Immediate))
+	case Promote:
+		// Defence in depth: promote only while the lease is valid by our
+		// own clock (spec: promote only while holding the key).
+		if !n.CanAcceptWrites(now) {
+			return errors.New("promote: leader lease not valid")
+		}
+		n.runOp(ctx, OpPromote, pg.Promote)
+	case Demote:
+		return n.demote(ctx, a, cl, o)
+	case Follow:
+		return wrap("follow", pg.Follow(ctx, n.upstream(cl, a.Upstream)))
+	case CheckRewind:
+	case Rewind:
+		from := n.upstream(cl, a.Leader)
+		n.runOp(ctx, OpRewind, func(ctx context.Context) error {
+			if err := pg.Stop(ctx, false); err != nil {
+				return fmt.Errorf("rewind: stop: %w", err)
+			}
+			return pg.Rewind(ctx, from)
+		})
+	case Reinit:
+		from := n.upstream(cl, a.Leader)
+		n.runOp(ctx, OpReinit, func(ctx context.Context) error {
+			if err := pg.Stop(ctx, true); err != nil {
+				return fmt.Errorf("reinitialize: stop: %w", err)
+			}
+			return pg.CreateReplica(ctx, from)
+		})
+	case CrashRecovery:
+		n.runOp(ctx, OpCrashRecovery, pg.CrashRecovery)
+	case CancelOp:
+		n.cancelOp()
+	case ArmWatchdog:
+		if n.opts.Watchdog != nil {
+			return wrap("arm watchdog", n.opts.Watchdog.Arm())
+		}
+	case DisarmWatchdog:
+		if n.opts.Watchdog != nil {
+			return wrap("disarm watchdog", n.opts.Watchdog.Disarm())
+		}
+	case Exit:
+		n.exit = a.Reason
+	default:
+		return fmt.Errorf("ha: unknown action %T", a)
+	}
+	return nil
+}
+
+// demote is §6.1. The lease is dropped first, so the node stops counting
+// as a writable leader before Postgres goes down.
+func (n *Node) demote(ctx context.Context, a Demote, cl *dcs.Cluster, o *Observation) error {
+	n.lease = Lease{}
+	if n.opts.Watchdog != nil {
+		_ = n.opts.Watchdog.Disarm()
+	}
+	pg := n.opts.Postgres
+	immediate := a.Mode == DemoteImmediate || a.Mode == DemoteImmediateNoLock
+	if err := pg.Stop(ctx, immediate); err != nil {
+		return fmt.Errorf("demote %s: stop: %w", n.cfg.Name, err)
+	}
+	if a.Mode.ReleasesLock() {
+		var last *dcs.Status
+		if a.Mode == DemoteGraceful {
+			if st, err := pg.State(ctx); err == nil {
+				last = &dcs.Status{LastLSN: st.LSN}
+			}
+		}
+		dctx, cancel := context.WithTimeout(ctx, n.settings().RetryTimeout)
+		err := n.opts.Store.ReleaseLeader(dctx, last)
+		cancel()
+		if err != nil {
+			n.log.Warn("release leader key after demote", "err", err)
+		}
+	}
+	up := n.upstream(cl, a.Upstream)
+	if a.Mode == DemoteOffline || a.Mode == DemoteGraceful {
+		up = nil
+	}
+	n.runOp(ctx, OpStart, func(ctx context.Context) error { return pg.Start(ctx, false, up) })
+	return nil
+}
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// runOp runs a long operation: inline, or in the background while the loop
+// keeps renewing the lease. Its result is seen by the next cycle.
+func (n *Node) runOp(ctx context.Context, kind OpKind, f func(context.Context) error) {
+	now := n.clk.Now()
+	if n.opts.Inline {
+		err := f(ctx)
+		n.mu.Lock()
+		n.opDone = &Operation{Kind: kind, Started: now, Failed: err != nil}
+		n.mu.Unlock()
+		return
+	}
+	octx, cancel := context.WithCancel(ctx)
+	n.mu.Lock()
+	n.op = Operation{Kind: kind, Running: true, Started: now}
+	n.cancel = cancel
+	n.mu.Unlock()
+	n.opWG.Go(func() {
+		err := f(octx)
+		cancel()
+		n.mu.Lock()
+		n.op = Operation{}
+		n.cancel = nil
+		n.opDone = &Operation{Kind: kind, Started: now, Failed: err != nil}
+		n.mu.Unlock()
+		n.Wake()
+	})
+}
