@@ -489,7 +489,7 @@ func decodeLegacyFailover(s string) (*Failover, bool) {
 	if strings.ContainsAny(s[:1], `{["`) {
 		return nil, false
 	}
-	parts := strings.Split(s, ":")
+	parts := strings.SplitN(s, ":", 3) // like Python's split(":"), of which Patroni uses two parts
 	f := &Failover{Leader: strings.TrimSpace(parts[0])}
 	if len(parts) > 1 {
 		f.Candidate = strings.TrimSpace(parts[1])

@@ -222,12 +222,19 @@ var timeLayouts = []string{
 	"2006-01-02T15:04",
 }
 
+// maxTimeLen bounds the timestamps parseTime tries, far above the 32 bytes
+// of the longest isoformat output.
+const maxTimeLen = 64
+
 // parseTime parses an ISO-8601 timestamp. A time without a zone is taken as
 // UTC. The result is truncated to microseconds (Python's precision) and
 // carries a fixed zone with the written offset (time.UTC for offset 0), so
 // that it formats back as written.
 func parseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
+	if len(s) > maxTimeLen {
+		return time.Time{}, fmt.Errorf("timestamp of %d bytes is too long", len(s))
+	}
 	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
 		s = s[:10] + "T" + s[11:]
 	}
