@@ -311,6 +311,13 @@ func (c *Config) ValidateFull(ctx context.Context, opts ValidateOptions) error {
 			}
 		}
 	}
+	if n := lookup(c.tree, "thread_stack_size"); n != nil {
+		// Patroni's validator wants a plain integer multiple of 65535 (sic).
+		i, err := strconv.Atoi(n.Value)
+		if err != nil || i%65535 != 0 {
+			add("thread_stack_size", n.Value, "must be an integer multiple of 65535 bytes")
+		}
+	}
 	if dd := c.PostgreSQL.DataDir; dd != "" {
 		errs = append(errs, checkDataDir(ctx, dd, c.PostgreSQL.BinDir, opts.PostgresMajor)...)
 	}
