@@ -213,11 +213,10 @@ func (s *Store) isLive() bool {
 	if !live {
 		return false
 	}
-	switch s.client.ActiveConnection().GetState() {
-	case connectivity.TransientFailure, connectivity.Shutdown:
-		return false
-	}
-	return true
+	// Only a connection that is up right now vouches for the watch: while
+	// the client reconnects (Connecting, TransientFailure) the watch may
+	// be silently behind.
+	return s.client.ActiveConnection().GetState() == connectivity.Ready
 }
 
 // syncCache waits until the cache holds every change the watched etcd

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"time"
 )
 
 // diagnose explains why no endpoint answered: it dials each endpoint once,
@@ -41,8 +40,6 @@ func diagnose(ctx context.Context, cfg Config) error {
 }
 
 func probe(ctx context.Context, host string, useTLS bool, tlsCfg *tls.Config) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
@@ -52,13 +49,14 @@ func probe(ctx context.Context, host string, useTLS bool, tlsCfg *tls.Config) er
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
 	if !useTLS {
 		// A TLS server answers an HTTP/2 preface with an alert or a 400.
 		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
 			return nil
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		buf := make([]byte, 128)
 		n, _ := conn.Read(buf)
 		if n > 0 && (buf[0] == 0x15 || bytes.Contains(buf[:n], []byte("HTTPS"))) {
@@ -81,7 +79,6 @@ func probe(ctx context.Context, host string, useTLS bool, tlsCfg *tls.Config) er
 	}
 	// With TLS 1.3 a rejected client certificate shows only on the first
 	// read: the server sends an alert instead of its HTTP/2 settings.
-	_ = tc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := tc.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
 		return fmt.Errorf("%w: %w", ErrTLS, err)
 	}

@@ -107,11 +107,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cancel()
 	if err != nil {
 		err = mapErr("read cluster", err)
-		if errors.Is(err, dcs.ErrUnavailable) && !errors.Is(err, ErrAuth) && !errors.Is(err, ErrTLS) {
-			if d := diagnose(ctx, cfg); d != nil {
-				err = fmt.Errorf("%w (%w)", err, d)
-			}
-		}
+		err = explain(ctx, cfg, err)
 		s.cancel()
 		if s.ownClient {
 			_ = s.client.Close()
@@ -155,11 +151,7 @@ func newClient(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.Cli
 	})
 	if err != nil {
 		err = mapErr("connect", err)
-		if errors.Is(err, dcs.ErrUnavailable) && !errors.Is(err, ErrAuth) && !errors.Is(err, ErrTLS) {
-			if d := diagnose(ctx, cfg); d != nil {
-				err = fmt.Errorf("%w (%w)", err, d)
-			}
-		}
+		err = explain(ctx, cfg, err)
 		return nil, err
 	}
 	return c, nil
@@ -724,4 +716,22 @@ func NewClient(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	return newClient(ctx, cfg, cfg.Logger)
+}
+
+// diagnoseTimeout bounds the probe that explains a failed connect; Open may
+// return this much after its context's deadline.
+const diagnoseTimeout = 250 * time.Millisecond
+
+// explain adds what a direct probe of the endpoints found (refused
+// connection, TLS mismatch) to an ErrUnavailable from Open.
+func explain(ctx context.Context, cfg Config, err error) error {
+	if !errors.Is(err, dcs.ErrUnavailable) || errors.Is(err, ErrAuth) || errors.Is(err, ErrTLS) {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diagnoseTimeout)
+	defer cancel()
+	if d := diagnose(dctx, cfg); d != nil {
+		return fmt.Errorf("%w (%w)", err, d)
+	}
+	return err
 }

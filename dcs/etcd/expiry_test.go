@@ -1,0 +1,87 @@
+package etcd_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/dcs/etcd"
+	"github.com/pgwarden/pgwarden/internal/testutil"
+)
+
+// TestLeaderExpiry measures spec/dcs-layout.md §2.3/§10.2 and the timing
+// rule of ARCHITECTURE.md: a leader that stops renewing loses the key
+// within ttl + 1 s of its last renewal, and a replica waiting on Changes
+// is woken within 100 ms of the key's deletion.
+func TestLeaderExpiry(t *testing.T) {
+	skipShort(t)
+	const (
+		ttl    = 2 * time.Second
+		rounds = 3
+	)
+	e := testutil.StartEmbeddedEtcd(t)
+	eps := []string{e.Endpoint()}
+	mode := func(c *etcd.Config) { c.TTL = ttl; c.ReadMode = etcd.ReadCache }
+	leader := openStore(t, eps, "expiry", "a", mode)
+	replica := openStore(t, eps, "expiry", "b", mode)
+	raw := rawClient(t, eps)
+	key := leader.Prefix() + dcs.KeyLeader
+
+	var expiries, wakes []time.Duration
+	for round := range rounds {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		require.NoError(t, leader.AcquireLeader(ctx), "round %d", round)
+		require.NoError(t, leader.UpdateLeader(ctx, dcs.LeaderUpdate{}))
+		renewed := time.Now() // the last keepalive was acknowledged before this
+		wch := raw.Watch(ctx, key)
+		for len(replica.Changes()) > 0 {
+			<-replica.Changes()
+		}
+		woke := make(chan time.Time, 1)
+		go func() {
+			select {
+			case <-replica.Changes():
+				woke <- time.Now()
+			case <-ctx.Done():
+			}
+		}()
+		var deleted time.Time
+		for deleted.IsZero() {
+			select {
+			case wr := <-wch:
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						deleted = time.Now()
+					}
+				}
+			case <-ctx.Done():
+				t.Fatalf("round %d: leader key not deleted within 10s", round)
+			}
+		}
+		var wake time.Time
+		select {
+		case wake = <-woke:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: replica not woken", round)
+		}
+		cancel()
+		expiry := deleted.Sub(renewed)
+		latency := max(wake.Sub(deleted), 0)
+		expiries = append(expiries, expiry)
+		wakes = append(wakes, latency)
+		c, err := replica.Cluster(t.Context())
+		require.NoError(t, err)
+		require.False(t, c.IsLocked(), "round %d: the replica's snapshot shows no leader", round)
+		require.LessOrEqual(t, expiry, ttl+time.Second, "round %d: key gone within ttl+1s of the last renewal", round)
+		require.GreaterOrEqual(t, expiry, ttl-100*time.Millisecond, "round %d: key kept for ttl", round)
+		require.LessOrEqual(t, latency, 100*time.Millisecond, "round %d: waiter woken within 100 ms", round)
+	}
+	sort.Slice(expiries, func(i, j int) bool { return expiries[i] < expiries[j] })
+	sort.Slice(wakes, func(i, j int) bool { return wakes[i] < wakes[j] })
+	t.Logf("ttl=%s: leader key deleted %v after the last renewal; replica woken %v after the deletion", ttl, expiries, wakes)
+}
