@@ -152,6 +152,7 @@ func TestReloadRestartFollow(t *testing.T) {
 		}
 		return nil
 	})
+	ex.Wait() // a newer on_reload would kill this one (Patroni's rule)
 
 	params["shared_buffers"] = "24MB"
 	p.m.SetParameters(params)
