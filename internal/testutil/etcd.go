@@ -294,12 +294,19 @@ func (c *EtcdCluster) AddMember(t testing.TB) *EmbeddedEtcd {
 		t.Fatalf("testutil: etcd client: %v", err)
 	}
 	defer client.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	initial, err := etcd.AddMember(ctx, client, m.Name, []string{m.PeerURL})
-	if err != nil {
-		t.Fatalf("testutil: add etcd member: %v", err)
-	}
+	// etcd refuses a reconfiguration until every member has been connected
+	// for 5 s ("unhealthy cluster"), for example right after a restart.
+	var initial string
+	SucceedsWithin(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		var err error
+		initial, err = etcd.AddMember(ctx, client, m.Name, []string{m.PeerURL})
+		if err != nil {
+			return fmt.Errorf("add etcd member %s: %w", m.Name, err)
+		}
+		return nil
+	})
 	m.initial, m.state = initial, etcd.StateExisting
 	m.start(t)
 	c.Members = append(c.Members, m)
