@@ -59,8 +59,12 @@ type Manager struct {
 	// lifecycle serializes lifecycle operations.
 	lifecycle sync.Mutex
 
+	// connMu guards conn and is held for a whole query, so that queries
+	// on the one long-lived connection never interleave.
+	connMu sync.Mutex
+	conn   *pgx.Conn
+
 	mu   sync.Mutex // guards the fields below
-	conn *pgx.Conn
 	role Role
 	proc *postmaster
 	// overrides are GUCs set at runtime (synchronous_standby_names).

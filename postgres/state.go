@@ -123,8 +123,8 @@ func (m *Manager) connect(ctx context.Context, u User, purpose string, params ma
 // a failure that is not a SQL error drops the connection so that the next
 // call reconnects.
 func (m *Manager) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
 	if m.conn == nil || m.conn.IsClosed() {
 		c, err := m.connect(ctx, m.cfg.Superuser, "heartbeat", nil)
 		if err != nil {
@@ -142,8 +142,8 @@ func (m *Manager) withConn(ctx context.Context, fn func(*pgx.Conn) error) error 
 }
 
 func (m *Manager) closeConn() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
 	if m.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		m.conn.Close(ctx)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/pgwarden/pgwarden/postgres"
 )
@@ -248,3 +249,5 @@ func TestConfigValidate(t *testing.T) {
 	}
 	require.NoError(t, baseConfig(t).Validate())
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
