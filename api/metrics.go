@@ -132,7 +132,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	emit("patroni_xlog_replayed_timestamp", "Current timestamp of the replayed Postgres transaction log, 0 if null.", gauge, ts)
 	emit("patroni_xlog_paused", "Value is 1 if the Postgres xlog is paused, 0 otherwise.", gauge, b(st.ReplayPaused))
-	if st.ServerVersion == 0 || st.ServerVersion >= 90600 {
+	if doc.ServerVersion >= 90600 {
 		emit("patroni_postgres_streaming", "Value is 1 if Postgres is streaming, 0 otherwise.", gauge, b(doc.ReplicationState == "streaming"))
 		emit("patroni_postgres_in_archive_recovery", "Value is 1 if Postgres is replicating from archive, 0 otherwise.", gauge, b(doc.ReplicationState == "in archive recovery"))
 	}

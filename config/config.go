@@ -168,20 +168,29 @@ type Citus struct {
 // Etcd is the "etcd" or "etcd3" section. Exactly one of Host, Hosts, URL,
 // Proxy, SRV should be set. Default port 2379.
 type Etcd struct {
-	Host      string   `yaml:"host"`
-	Hosts     []string `yaml:"hosts"`
-	URL       string   `yaml:"url"`
-	Proxy     string   `yaml:"proxy"`
-	SRV       string   `yaml:"srv"`
-	SRVSuffix string   `yaml:"srv_suffix"`
+	// Host is one "host:port" endpoint.
+	Host string `yaml:"host"`
+	// Hosts are "host:port" endpoints (a list or a comma-separated string).
+	Hosts []string `yaml:"hosts"`
+	// URL is one endpoint URL; Proxy an etcd proxy URL.
+	URL   string `yaml:"url"`
+	Proxy string `yaml:"proxy"`
+	// SRV is a DNS domain to discover endpoints from; SRVSuffix is
+	// appended to the service names tried.
+	SRV       string `yaml:"srv"`
+	SRVSuffix string `yaml:"srv_suffix"`
 	// Protocol is http or https. Default http.
-	Protocol   string `yaml:"protocol"`
-	UseProxies bool   `yaml:"use_proxies"`
-	Username   string `yaml:"username"`
-	Password   string `yaml:"password"`
-	CACert     string `yaml:"cacert"`
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
+	Protocol string `yaml:"protocol"`
+	// UseProxies treats Hosts as proxies (no member discovery). Default
+	// false.
+	UseProxies bool `yaml:"use_proxies"`
+	// Username and Password enable etcd authentication.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// CACert, Cert and Key are PEM files for TLS.
+	CACert string `yaml:"cacert"`
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
 	// Port is accepted from PATRONI_ETCD_PORT.
 	Port *int `yaml:"port"`
 }
@@ -195,17 +204,25 @@ type Consul struct {
 	Port *int `yaml:"port"`
 	// Scheme is http or https. Default http.
 	Scheme string `yaml:"scheme"`
-	Token  string `yaml:"token"`
-	Verify *bool  `yaml:"verify"`
+	// Token is the ACL token.
+	Token string `yaml:"token"`
+	// Verify checks the agent's certificate. Default true with https.
+	Verify *bool `yaml:"verify"`
+	// CACert, Cert, Key are PEM files for TLS.
 	CACert string `yaml:"cacert"`
 	Cert   string `yaml:"cert"`
 	Key    string `yaml:"key"`
-	DC     string `yaml:"dc"`
+	// DC is the datacenter. Default: the agent's.
+	DC string `yaml:"dc"`
 	// Consistency is default, consistent or stale.
-	Consistency     string   `yaml:"consistency"`
-	Checks          []string `yaml:"checks"`
-	RegisterService bool     `yaml:"register_service"`
-	ServiceTags     []string `yaml:"service_tags"`
+	Consistency string `yaml:"consistency"`
+	// Checks are the session health checks. Default [].
+	Checks []string `yaml:"checks"`
+	// RegisterService registers the member as a Consul service with
+	// role tags. Default false.
+	RegisterService bool `yaml:"register_service"`
+	// ServiceTags are extra service tags. Default [].
+	ServiceTags []string `yaml:"service_tags"`
 	// ServiceCheckInterval is a Consul duration string. Default "5s".
 	ServiceCheckInterval      string `yaml:"service_check_interval"`
 	ServiceCheckTLSServerName string `yaml:"service_check_tls_server_name"`
@@ -213,12 +230,15 @@ type Consul struct {
 
 // ZooKeeper is the "zookeeper" section.
 type ZooKeeper struct {
-	Hosts       []string `yaml:"hosts"`
-	UseSSL      bool     `yaml:"use_ssl"`
-	CACert      string   `yaml:"cacert"`
-	Cert        string   `yaml:"cert"`
-	Key         string   `yaml:"key"`
-	KeyPassword string   `yaml:"key_password"`
+	// Hosts are "host:port" servers (a list or a comma-separated string).
+	Hosts []string `yaml:"hosts"`
+	// UseSSL enables TLS. Default false.
+	UseSSL bool `yaml:"use_ssl"`
+	// CACert, Cert, Key, KeyPassword configure TLS.
+	CACert      string `yaml:"cacert"`
+	Cert        string `yaml:"cert"`
+	Key         string `yaml:"key"`
+	KeyPassword string `yaml:"key_password"`
 	// Verify checks the server certificate. Default true.
 	Verify *bool `yaml:"verify"`
 	// SetACLs maps a principal to permissions (CREATE, READ, WRITE,
@@ -230,6 +250,7 @@ type ZooKeeper struct {
 
 // Exhibitor is the "exhibitor" section.
 type Exhibitor struct {
+	// Hosts are the initial Exhibitor hosts; Port their REST port.
 	Hosts []string `yaml:"hosts"`
 	Port  *int     `yaml:"port"`
 	// PollInterval is in seconds. Default 300.
@@ -249,15 +270,24 @@ type Kubernetes struct {
 	LeaderLabelValue        string `yaml:"leader_label_value"`
 	FollowerLabelValue      string `yaml:"follower_label_value"`
 	StandbyLeaderLabelValue string `yaml:"standby_leader_label_value"`
-	TmpRoleLabel            string `yaml:"tmp_role_label"`
-	UseEndpoints            bool   `yaml:"use_endpoints"`
-	PodIP                   string `yaml:"pod_ip"`
+	// TmpRoleLabel is a second role label kept during upgrades.
+	TmpRoleLabel string `yaml:"tmp_role_label"`
+	// UseEndpoints stores state in Endpoints instead of ConfigMaps.
+	// Default false.
+	UseEndpoints bool `yaml:"use_endpoints"`
+	// PodIP is this pod's IP (for Endpoints).
+	PodIP string `yaml:"pod_ip"`
 	// Ports are [{name, port}]; default port 5432.
-	Ports              []map[string]any  `yaml:"ports"`
-	CACert             string            `yaml:"cacert"`
-	RetriableHTTPCodes any               `yaml:"retriable_http_codes"`
-	BypassAPIService   bool              `yaml:"bypass_api_service"`
-	BootstrapLabels    map[string]string `yaml:"bootstrap_labels"`
+	Ports []map[string]any `yaml:"ports"`
+	// CACert verifies the API server.
+	CACert string `yaml:"cacert"`
+	// RetriableHTTPCodes are extra HTTP codes to retry (int or list).
+	RetriableHTTPCodes any `yaml:"retriable_http_codes"`
+	// BypassAPIService talks to API server endpoints directly. Default
+	// false.
+	BypassAPIService bool `yaml:"bypass_api_service"`
+	// BootstrapLabels are set on the pod while it bootstraps.
+	BootstrapLabels map[string]string `yaml:"bootstrap_labels"`
 	// Context is the kubeconfig context. Default "kind-kind".
 	Context string `yaml:"context"`
 }
