@@ -59,6 +59,9 @@ type Upstream struct {
 	// Slot overrides the slot this node streams from ("" = my slot name
 	// when slots are in use).
 	Slot string
+	// NoStream leaves primary_conninfo out: WAL comes from the archive
+	// only (the nostream tag, spec/postgres.md §5).
+	NoStream bool
 }
 
 // Address returns host:port.
@@ -80,9 +83,10 @@ type ScriptMethod struct {
 	// the recovery configuration after the script.
 	KeepExistingRecoveryConf bool
 	RecoveryConf             map[string]string
-	// Args are the other keys of the section in config order, rendered as
-	// --key=value. Values should already be strings as Patroni renders
-	// them (Python style: True/False).
+	// Args are the keys of the section other than command, in config
+	// order, rendered as --key=value; like Patroni this includes no_leader,
+	// keep_data and no_params when present. Values are strings rendered
+	// as Patroni would (Python style: True/False).
 	Args []Arg
 }
 

@@ -181,7 +181,7 @@ func (m *Manager) RecoveryParameters(up *Upstream) map[string]string {
 	for _, k := range []string{"recovery_target", "recovery_target_name", "recovery_target_time", "recovery_target_xid", "recovery_target_lsn"} {
 		r[k] = ""
 	}
-	if up != nil && up.Name != m.cfg.Name {
+	if up != nil && up.Name != m.cfg.Name && !up.NoStream {
 		r["primary_conninfo"] = m.primaryConninfo(*up)
 		if *m.cfg.UseSlots {
 			slot := up.Slot
@@ -349,6 +349,14 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 		}
 	}
 	params, _ := m.Parameters()
+	if known := m.knownGUCs(ctx); known != nil {
+		for k := range params {
+			if _, ok := known[k]; !ok && !strings.Contains(k, ".") {
+				m.log.Warn("dropping a parameter this PostgreSQL does not know", "parameter", k, "value", params[k])
+				delete(params, k)
+			}
+		}
+	}
 	var recovery map[string]string
 	replica := role == RoleReplica || role == RoleStandbyLeader
 	m.mu.Lock()
@@ -456,6 +464,39 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 	return ch, nil
 }
 
+// knownGUCs returns the GUC names and contexts of the installed server
+// (postgres --describe-config), cached; nil when it cannot be run.
+func (m *Manager) knownGUCs(ctx context.Context) map[string]string {
+	m.mu.Lock()
+	g := m.gucs
+	m.mu.Unlock()
+	if g != nil {
+		return g
+	}
+	cmd, err := m.command(ctx, "postgres", "--describe-config")
+	if err != nil {
+		return nil
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil {
+		m.log.Warn("postgres --describe-config failed; parameters are not checked", "error", err)
+		return nil
+	}
+	g = map[string]string{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) >= 2 && f[0] != "" {
+			g[f[0]] = f[1]
+		}
+	}
+	m.mu.Lock()
+	m.gucs = g
+	m.mu.Unlock()
+	return g
+}
+
 func isOn(v string) bool {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "on", "true", "yes", "1":
@@ -466,6 +507,14 @@ func isOn(v string) bool {
 
 // needsRestart asks the server which of names have the postmaster context.
 func (m *Manager) needsRestart(ctx context.Context, names []string) (bool, error) {
+	if known := m.knownGUCs(ctx); known != nil {
+		for _, n := range names {
+			if known[n] == "postmaster" {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
 	var n int
 	err := m.withConn(ctx, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM pg_settings WHERE context = 'postmaster' AND name = ANY($1)`, names).Scan(&n)

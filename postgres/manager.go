@@ -72,6 +72,9 @@ type Manager struct {
 	// customRecovery is the recovery_conf of a custom bootstrap while it
 	// starts (spec/postgres.md §10); nil otherwise.
 	customRecovery map[string]string
+	// gucs maps every GUC name the server knows to its context, from
+	// postgres --describe-config; nil until loaded.
+	gucs map[string]string
 	// params replaces cfg.Parameters once SetParameters was called.
 	params map[string]string
 	// upstream is the last primary a replica configuration named.

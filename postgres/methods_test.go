@@ -140,10 +140,12 @@ func TestReloadRestartFollow(t *testing.T) {
 	}
 
 	params["work_mem"] = "7MB"
+	params["no_such_guc"] = "1"      // dropped: would stop the server from starting
+	params["myext.setting"] = "kept" // extension GUCs pass through
 	p.m.SetParameters(params)
 	ch, err := p.m.Reload(ctx, nil)
 	require.NoError(t, err)
-	require.Equal(t, []string{"work_mem"}, ch.Params)
+	require.Equal(t, []string{"myext.setting", "work_mem"}, ch.Params)
 	require.True(t, ch.NeedsReload)
 	require.False(t, ch.NeedsRestart)
 	testutil.SucceedsSoon(t, func() error {

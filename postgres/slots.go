@@ -217,6 +217,14 @@ func (m *Manager) CopyLogicalSlots(ctx context.Context, up Upstream, names []str
 	}
 	sort.Strings(copied)
 	m.log.Info("copied logical slots from the primary", "slots", copied, "leader", up.Name)
+	// A replica keeping logical slots needs hot_standby_feedback so the
+	// primary keeps the catalog rows they need (spec/config.md §5).
+	m.mu.Lock()
+	if m.overrides == nil {
+		m.overrides = map[string]string{}
+	}
+	m.overrides["hot_standby_feedback"] = "on"
+	m.mu.Unlock()
 	if wasRunning {
 		return copied, m.start(ctx, StartOptions{Role: RoleReplica, Upstream: &up, Callback: 0, NoCallback: true})
 	}

@@ -47,7 +47,7 @@ func TestParseOptions(t *testing.T) {
 func baseConfig(t *testing.T) postgres.Config {
 	dir := t.TempDir()
 	return postgres.Config{
-		Name: "node-2.a", Scope: "batman", DataDir: filepath.Join(dir, "data"), PgPass: filepath.Join(dir, "pgpass"),
+		Name: "node-2.a", Scope: "batman", BinDir: "/nonexistent", DataDir: filepath.Join(dir, "data"), PgPass: filepath.Join(dir, "pgpass"),
 		Port:        5433,
 		Superuser:   postgres.User{Username: "postgres", Password: "su"},
 		Replication: postgres.User{Username: "repl", Password: "p:w"},
