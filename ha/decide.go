@@ -908,6 +908,12 @@ func (x *cycle) pool() []*dcs.Member {
 
 // walComparison is _is_healthiest_node.
 func (x *cycle) walComparison(pool []*dcs.Member, checkLag bool, former string) verdict {
+	return x.walCompare(pool, checkLag, former, false)
+}
+
+// walCompare is walComparison; named skips the failover_priority rule (the
+// operator named this node).
+func (x *cycle) walCompare(pool []*dcs.Member, checkLag bool, former string, named bool) verdict {
 	myLSN := x.pg.LSN
 	if !x.s.CheckTimeline {
 		// nothing
@@ -991,7 +997,7 @@ func (x *cycle) walComparison(pool []*dcs.Member, checkLag bool, former string) 
 		}
 		if p.LSN > 0 {
 			voter := voters[strings.ToLower(m.Name)]
-			if p.LSN == myLSN && myPrio < p.Priority && m.Name != formerName {
+			if !named && p.LSN == myLSN && myPrio < p.Priority && m.Name != formerName {
 				if !quorumMode || voter {
 					return vNoBecause(msg("%s has equally tolerable WAL position and priority %d, while this node has priority %d", m.Name, p.Priority, myPrio))
 				}
@@ -1030,7 +1036,7 @@ func (x *cycle) manualFailoverNoLeader(f *dcs.Failover) (verdict, bool) {
 				// In quorum mode one voter need not have every
 				// acknowledged write: the named candidate still needs
 				// the quorum's votes (Patroni does not check this).
-				return x.walComparison(x.c.Members, false, f.Leader), true
+				return x.walCompare(x.c.Members, false, f.Leader, true), true
 			}
 			return vYes, true
 		}
@@ -1063,6 +1069,7 @@ func (x *cycle) manualFailoverNoLeader(f *dcs.Failover) (verdict, bool) {
 		if x.o.Peers == nil {
 			return vPeer, true
 		}
+		good := 0
 		for _, m := range x.c.Members {
 			if m.Name == x.me || m.Name == f.Candidate || m.NoFailover() {
 				continue
@@ -1074,8 +1081,13 @@ func (x *cycle) manualFailoverNoLeader(f *dcs.Failover) (verdict, bool) {
 				continue
 			}
 			if p, ok := x.o.Peers[m.Name]; ok && x.canTakeOver(p, max(x.c.Status.LastLSN, x.pg.LSN)) {
-				return vNo, true
+				good++
 			}
+		}
+		// In quorum mode another node wins only with quorum votes: it
+		// needs quorum+1 good members (§5.4 counting).
+		if good > 0 && (!x.quorumSync() || good >= x.c.Sync.Quorum+1) {
+			return vNo, true
 		}
 		return vYes, true
 	}

@@ -56,7 +56,7 @@ func TestSimulate(t *testing.T) {
 	}
 	runs := *simRuns
 	if runs == 0 {
-		runs = 2000 // TODO: raise to 10000 once the remaining seeds pass
+		runs = 10000
 	}
 	start := time.Now()
 	var next atomic.Uint64

@@ -251,10 +251,16 @@ func (x *cycle) manageQuorum() []Action {
 		n int
 	}
 	try := func(st step) []Action {
-		if st.q < 0 || st.n < 0 || (len(st.S) > 0 && st.n < 1) || st.n > len(st.S) {
+		if st.q < 0 || st.n < 0 || (len(st.S) > 0 && st.n < 1) || st.n > len(st.S) || st.q > len(st.V) {
 			return nil
 		}
 		if !quorumSafe(st.V, st.q, st.S, st.n) {
+			return nil
+		}
+		// Lowering the quorum trusts fewer voters: only once every
+		// remaining voter has caught up with the last ssn change, or a
+		// write acknowledged by a removed node alone could be lost.
+		if st.q < q && !slices.Equal(intersect(confirmed, st.V), sortedSet(st.V)) {
 			return nil
 		}
 		if !slices.Equal(sortedSet(st.V), V) || st.q != q {
@@ -278,7 +284,9 @@ func (x *cycle) manageQuorum() []Action {
 			nn := min(n, len(nS))
 			if len(nS) == 0 {
 				if containsFold(V, r) {
-					if a := try(step{without(V), max(0, len(without(V))-1), S, n}); a != nil {
+					if nv := without(V); !slices.Equal(intersect(confirmed, nv), sortedSet(nv)) {
+						// wait for the remaining voters to catch up
+					} else if a := try(step{nv, max(0, len(nv)-1), S, n}); a != nil {
 						return a
 					}
 				}
@@ -287,18 +295,23 @@ func (x *cycle) manageQuorum() []Action {
 				}
 				continue
 			}
+			if a := try(step{V, q, nS, nn}); a != nil {
+				return a
+			}
 			if nn < n {
 				if a := try(step{V, q + (n - nn), S, n}); a != nil {
 					return a
 				}
 			}
-			if a := try(step{V, q, nS, nn}); a != nil {
-				return a
-			}
 			continue
 		}
-		if a := try(step{without(V), max(0, q-1), S, n}); a != nil {
-			return a
+		// Lowering the quorum trusts fewer voters: only once every
+		// remaining voter has caught up with the last ssn change, or a
+		// write acknowledged by the removed node alone could be lost.
+		if nv := without(V); slices.Equal(intersect(confirmed, nv), sortedSet(nv)) {
+			if a := try(step{nv, max(0, q-1), S, n}); a != nil {
+				return a
+			}
 		}
 		if a := try(step{without(V), q, S, n}); a != nil {
 			return a

@@ -280,6 +280,7 @@ func (p *PG) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandbyNames) 
 	}
 	if !slices.Equal(names, p.SSN) || s.Num != p.SSNNum || s.Placeholder != p.Placeholder || s.Quorum != p.SSNQuorum {
 		p.SSNChanged = p.LSN
+		p.w.logf("%s ssn = %s", p.Name, s)
 	}
 	p.SSN, p.SSNNum, p.SSNQuorum, p.Placeholder = names, s.Num, s.Quorum, s.Placeholder
 	if s.Placeholder {
