@@ -227,3 +227,58 @@ func (w *World) converged() string {
 	}
 	return ""
 }
+
+// Timing is one measured failover.
+type Timing struct {
+	// SinceFault is from the fault (crash, shutdown, switchover request)
+	// to the promotion; SinceExpiry from the old leader key's expiry (crash
+	// only) to the promotion. Negative when no promotion happened.
+	SinceFault, SinceExpiry time.Duration
+}
+
+// Measure bootstraps a quiet cluster, injects one fault on the leader
+// ("crash", "shutdown" or "switchover") after a random quiet period and
+// measures the time to the next promotion.
+func Measure(opt Options, fault string) Timing {
+	opt.NoFaults = true
+	w := New(opt)
+	w.Advance(3*w.lw + time.Duration(w.rng.IntN(300))*tick)
+	leader := w.node(w.DCS.Leader())
+	if leader == nil {
+		return Timing{-1, -1}
+	}
+	t0 := w.Clock.Now()
+	before := len(w.Promotions)
+	switch fault {
+	case "crash":
+		w.Kill(leader)
+		leader.PG.Crash()
+	case "shutdown":
+		w.Shutdown(leader)
+	case "switchover":
+		var cand string
+		for _, n := range w.Nodes {
+			if n != leader {
+				cand = n.Name
+				break
+			}
+		}
+		w.DCS.SetFailoverKey(&dcs.Failover{Leader: leader.Name, Candidate: cand})
+	}
+	for end := t0.Add(3*w.ttl + 10*w.lw); w.Clock.Now().Before(end) && len(w.Promotions) == before; {
+		w.Clock.Step(tick)
+		w.Tick()
+	}
+	if len(w.Promotions) == before {
+		return Timing{-1, -1}
+	}
+	p := w.Promotions[before].At
+	t := Timing{SinceFault: p.Sub(t0), SinceExpiry: -1}
+	for _, e := range w.Expiries {
+		if !e.Before(t0) {
+			t.SinceExpiry = p.Sub(e)
+			break
+		}
+	}
+	return t
+}
