@@ -49,13 +49,31 @@ func TestCrashRecovery(t *testing.T) {
 	})
 
 	t.Run("primary", func(t *testing.T) {
+		archive := testutil.PGTempDir(t) // owned by the Postgres user
+		params := map[string]string{}
+		for k, v := range p.cfg.Parameters {
+			params[k] = v
+		}
+		params["archive_mode"] = "on"
+		params["archive_command"] = "false" // the archive is down while the primary runs
+		p.m.SetParameters(params)
+		require.NoError(t, p.m.Restart(ctx, nil))
 		p.exec(t, "INSERT INTO t1 VALUES ('before crash')")
+		p.exec(t, "SELECT pg_switch_wal()")
 		testutil.SucceedsSoon(t, func() error { return r.hasRow(ctx, "before crash") })
 		require.NoError(t, p.m.Stop(ctx, postgres.StopOptions{Mode: postgres.StopImmediate}))
 		cd, err := p.m.ControlData(ctx)
 		require.NoError(t, err)
 		require.Equal(t, "in production", cd.State)
+		// The archive is back: crash recovery archives what is still .ready.
+		params["archive_command"] = "cp %p " + archive + "/%f"
+		p.m.SetParameters(params)
+		_, err = p.m.WriteConfig(ctx, postgres.RolePrimary, nil)
+		require.NoError(t, err)
 		require.NoError(t, p.m.CrashRecovery(ctx))
+		archived, err := os.ReadDir(archive)
+		require.NoError(t, err)
+		require.NotEmpty(t, archived, "segments marked .ready were archived")
 		cd, err = p.m.ControlData(ctx)
 		require.NoError(t, err)
 		require.True(t, cd.CleanShutdown(), "state %q", cd.State)

@@ -59,6 +59,10 @@ type Upstream struct {
 	// Slot overrides the slot this node streams from ("" = my slot name
 	// when slots are in use).
 	Slot string
+	// Recovery overrides recovery parameters for this upstream, e.g. a
+	// standby cluster's restore_command, archive_cleanup_command and
+	// recovery_min_apply_delay (spec/postgres.md §5).
+	Recovery map[string]string
 	// NoStream leaves primary_conninfo out: WAL comes from the archive
 	// only (the nostream tag, spec/postgres.md §5).
 	NoStream bool

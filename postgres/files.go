@@ -181,6 +181,11 @@ func (m *Manager) RecoveryParameters(up *Upstream) map[string]string {
 	for _, k := range []string{"recovery_target", "recovery_target_name", "recovery_target_time", "recovery_target_xid", "recovery_target_lsn"} {
 		r[k] = ""
 	}
+	if up != nil {
+		for k, v := range up.Recovery {
+			r[k] = v
+		}
+	}
 	if up != nil && up.Name != m.cfg.Name && !up.NoStream {
 		r["primary_conninfo"] = m.primaryConninfo(*up)
 		if *m.cfg.UseSlots {

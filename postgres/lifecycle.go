@@ -637,6 +637,7 @@ func (m *Manager) crashRecovery(ctx context.Context) error {
 	if _, ok := opts["config_file"]; !ok {
 		opts["config_file"] = m.confPath()
 	}
+	m.archiveReadyWAL(ctx)
 	_ = os.RemoveAll(filepath.Join(m.cfg.DataDir, "pg_wal", "archive_status"))
 	_ = m.ensureDir(filepath.Join(m.cfg.DataDir, "pg_wal", "archive_status"), 0o700)
 	m.removeRecoveryFiles()

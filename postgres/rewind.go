@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -238,6 +240,7 @@ func (m *Manager) rewind(ctx context.Context, up Upstream) error {
 	if err := m.stop(ctx, StopOptions{NoCheckpoint: true, NoCallback: true}); err != nil {
 		return fmt.Errorf("postgres: rewind: %w", err)
 	}
+	m.archiveReadyWAL(ctx)
 	if err := m.crashRecovery(ctx); err != nil {
 		return fmt.Errorf("postgres: rewind: %w", err)
 	}
@@ -298,4 +301,43 @@ func (m *Manager) rewindIfNeeded(ctx context.Context, up Upstream) error {
 		return fmt.Errorf("%w: %w", ErrDiverged, cerr)
 	}
 	return m.rewind(ctx, up)
+}
+
+// archiveReadyWAL archives WAL segments still marked .ready, with the
+// configured archive_command through a shell, when archive_mode is on or
+// always (spec/postgres.md §8, §9): a crashed or rewound primary must not
+// lose segments the archive never got. A failure stops at that segment
+// and is logged; the remaining segments stay .ready.
+func (m *Manager) archiveReadyWAL(ctx context.Context) {
+	mode, err := m.OfflineSetting(ctx, "archive_mode")
+	if err != nil || (mode != "on" && mode != "always") {
+		return
+	}
+	tmpl, err := m.OfflineSetting(ctx, "archive_command")
+	if err != nil || tmpl == "" || tmpl == "(disabled)" {
+		return
+	}
+	status := filepath.Join(m.cfg.DataDir, "pg_wal", "archive_status")
+	entries, err := os.ReadDir(status)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		f, ok := strings.CutSuffix(e.Name(), ".ready")
+		if !ok || len(f) != 24 {
+			continue
+		}
+		cmdline := strings.NewReplacer("%p", filepath.Join("pg_wal", f), "%f", f, "%%", "%").Replace(tmpl)
+		cmd := m.commandPath(ctx, "/bin/sh", "-c", cmdline)
+		cmd.Dir = m.cfg.DataDir
+		if _, err := run(cmd); err != nil {
+			m.log.Warn("cannot archive WAL segment marked .ready", "segment", f, "error", err)
+			return
+		}
+		if err := os.Rename(filepath.Join(status, e.Name()), filepath.Join(status, f+".done")); err != nil {
+			m.log.Warn("cannot mark WAL segment archived", "segment", f, "error", err)
+			return
+		}
+		m.log.Info("archived WAL segment left by the stopped server", "segment", f)
+	}
 }

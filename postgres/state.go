@@ -18,6 +18,10 @@ type State struct {
 	Running bool
 	// Accepting is true when the query succeeded.
 	Accepting bool
+	// Starting is true when the postmaster runs but rejects connections
+	// because it is starting up (or shutting down): pg_isready's
+	// "rejecting" (spec/postgres.md §12, last paragraph).
+	Starting bool
 	// InRecovery is pg_is_in_recovery().
 	InRecovery bool
 	// Timeline is the current timeline: from the WAL file name on a
@@ -239,6 +243,10 @@ func (m *Manager) State(ctx context.Context) (State, error) {
 		return err
 	})
 	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "57P03" || pgErr.Code == "57P01") {
+			s.Starting = true
+		}
 		return s, fmt.Errorf("postgres: read state: %w", err)
 	}
 	s.Accepting = true
