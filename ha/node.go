@@ -310,13 +310,20 @@ func (n *Node) Step(ctx context.Context) Decision {
 	}
 	n.mu.Lock()
 	o.Op = n.op
-	if n.opDone != nil {
-		o.Op = *n.opDone
+	done := n.opDone
+	if done != nil {
+		o.Op = *done
 		n.opDone = nil
 	}
 	n.mu.Unlock()
 	if !o.Op.Running && n.recovery {
-		o.RecoveryAttempt = true
+		// §2 step 8: the start after a crash finished; a success is not
+		// news, a failure is reported once.
+		if done != nil && done.Kind == OpStart && !done.Failed {
+			n.recovery = false
+		} else {
+			o.RecoveryAttempt = true
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
 	cl, err := n.opts.Store.Cluster(cctx)

@@ -78,6 +78,7 @@ type World struct {
 	syncAcked   *Pos
 	foreignSync *dcs.SyncState
 	outageUntil time.Time
+	extra       map[string]any
 
 	// Events records promotions, for timing measurements.
 	Promotions []Promotion
@@ -134,6 +135,9 @@ func (w *World) writeConfig() {
 		"ttl": w.ttl.Seconds(), "loop_wait": w.lw.Seconds(), "retry_timeout": w.rt.Seconds(),
 		"maximum_lag_on_failover": maxLag, "pause": w.paused,
 	}
+	for k, v := range w.extra {
+		data[k] = v
+	}
 	switch w.syncMode {
 	case "on":
 		data["synchronous_mode"] = true
@@ -147,6 +151,30 @@ func (w *World) writeConfig() {
 }
 
 func (w *World) syncOn() bool { return w.syncMode != "off" }
+
+// SetConfig changes one dynamic configuration key (as PATCH /config
+// would); "synchronous_mode" takes off/on/strict/quorum, "pause" a bool.
+func (w *World) SetConfig(key string, v any) {
+	switch key {
+	case "synchronous_mode":
+		w.syncMode = v.(string)
+		if w.syncMode == "off" {
+			w.syncAcked = nil
+		}
+	case "pause":
+		w.paused = v.(bool)
+	default:
+		if w.extra == nil {
+			w.extra = map[string]any{}
+		}
+		w.extra[key] = v
+	}
+	w.writeConfig()
+	w.logf("config %s = %v", key, v)
+}
+
+// Node returns the node with the given name, or nil.
+func (w *World) Node(name string) *Node { return w.node(name) }
 
 func (w *World) startNode(n *Node) {
 	node, err := ha.New(ha.Options{
@@ -332,9 +360,9 @@ func (w *World) Tick() {
 			n.Store.Timeouts = 0
 			w.foreignSync = w.DCS.sync // /sync as the node finds it
 			d := n.Node.Step(context.Background())
-			if d.Message != n.LastMsg {
-				n.LastMsg = d.Message
-				w.logf("%s: %s", n.Name, d.String())
+			if ds := d.String(); ds != n.LastMsg {
+				n.LastMsg = ds
+				w.logf("%s: %s", n.Name, ds)
 			}
 			n.NextRun = now.Add(w.lw)
 			if !d.WakeAt.IsZero() && d.WakeAt.Before(n.NextRun) {
