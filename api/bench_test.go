@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -15,13 +16,20 @@ import (
 // clients that open a new connection per request, as HAProxy checks do
 // (issue 6: goal >= 20,000 req/s and p99 < 5 ms on 2 cores). Run with
 // -benchtime=Nx; reports req/s, p50 and p99.
-func BenchmarkPrimary16Clients(b *testing.B) {
+func BenchmarkPrimary16Clients(b *testing.B) { benchPrimary(b, false) }
+
+// BenchmarkPrimary16ClientsKeepAlive is the same with persistent
+// connections (Config.KeepAlive), for comparison: it isolates the handler
+// from TCP connection setup.
+func BenchmarkPrimary16ClientsKeepAlive(b *testing.B) { benchPrimary(b, true) }
+
+func benchPrimary(b *testing.B, keepAlive bool) {
 	st := &fakeStatus{}
 	ps := primaryStatus()
 	ps.LeaderUntil = time.Now().Add(time.Hour)
 	ps.DCSLastSeen = time.Now()
 	st.set(ps)
-	h, err := NewHandler(Config{Status: st})
+	h, err := NewHandler(Config{Status: st, KeepAlive: keepAlive})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -32,11 +40,13 @@ func BenchmarkPrimary16Clients(b *testing.B) {
 	lat := make([][]time.Duration, clients)
 	var fails atomic.Int64
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1}}
+			defer c.CloseIdleConnections()
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
 				resp, err := c.Get(srv.URL + "/primary")
@@ -55,6 +65,7 @@ func BenchmarkPrimary16Clients(b *testing.B) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
@@ -65,6 +76,16 @@ func BenchmarkPrimary16Clients(b *testing.B) {
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
 	b.ReportMetric(float64(fails.Load()), "failed")
+	// CPU time (server and clients together) per request: 2 cores divided
+	// by this is the throughput on an idle machine.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(len(all)), "cpu_us/req")
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkHealthHandler measures the handler alone (no network).
