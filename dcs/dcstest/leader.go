@@ -220,31 +220,73 @@ func (s *suite) testExpiry(t *testing.T) {
 		})
 	}
 
-	t.Run("renewal keeps keys", func(t *testing.T) {
+	t.Run("UpdateLeader renews", func(t *testing.T) {
 		s.parallel(t)
 		_, st := s.cluster(t, "m1", "m2")
 		m1, m2 := st["m1"], st["m2"]
-		require.NoError(t, m1.TouchMember(ctx(t), member("m1", 7)))
 		require.NoError(t, m1.AcquireLeader(ctx(t)))
 		var last time.Time
 		for range 3 { // 1.5 ttl in total
 			s.wait(ttl / 2)
 			last = s.now()
 			require.NoError(t, m1.UpdateLeader(ctx(t), dcs.LeaderUpdate{}), "§2.3: renewal within ttl succeeds")
-			require.NoError(t, m1.TouchMember(ctx(t), member("m1", 7)), "§2.4: identical touches refresh the lease too")
 		}
-		c := read(t, m2)
-		require.Equal(t, "m1", leaderName(c), "§10.2: a renewed leader key outlives ttl")
-		require.NotNil(t, c.Member("m1"), "§10.2: a touched member key outlives ttl")
+		require.Equal(t, "m1", leaderName(read(t, m2)), "§10.2: a renewed leader key outlives ttl")
 
 		s.waitUntil(last.Add(ttl + grace))
-		c = read(t, m2)
-		require.False(t, c.IsLocked(), "§10.2: the leader key expires once renewals stop")
-		require.Nil(t, c.Member("m1"), "§10.2: the member key expires with its owner's lease")
+		require.False(t, read(t, m2).IsLocked(), "§10.2: the leader key expires once renewals stop")
 		require.ErrorIs(t, m1.UpdateLeader(ctx(t), dcs.LeaderUpdate{}), dcs.ErrLeaderLost,
 			"store.go: a leader whose key expired has lost it")
 		require.False(t, read(t, m2).IsLocked(), "store.go UpdateLeader: never recreates an expired key")
 		require.NoError(t, m2.AcquireLeader(ctx(t)), "§2.3: an expired key can be acquired")
+	})
+
+	t.Run("TouchMember renews", func(t *testing.T) {
+		s.parallel(t)
+		_, st := s.cluster(t, "m1", "m2")
+		var last time.Time
+		for range 4 { // 1.5 ttl in total
+			last = s.now()
+			require.NoError(t, st["m1"].TouchMember(ctx(t), member("m1", 7)), "§2.4: identical touches refresh the lease too")
+			s.wait(ttl / 2)
+		}
+		require.NotNil(t, read(t, st["m2"]).Member("m1"), "§10.2: a touched member key outlives ttl")
+		s.waitUntil(last.Add(ttl + grace))
+		require.Nil(t, read(t, st["m2"]).Member("m1"), "§10.2: the member key expires once touches stop")
+		require.NoError(t, st["m1"].TouchMember(ctx(t), member("m1", 7)), "§2.4: the next touch re-creates the key")
+		require.NotNil(t, read(t, st["m2"]).Member("m1"))
+	})
+
+	t.Run("restarted member keeps its keys", func(t *testing.T) {
+		// A daemon restarted within ttl opens a new client (new lease or
+		// session) under the same name: its touches and renewals must
+		// rebind the keys the old client left, or they would vanish with
+		// the old lease (spec/dcs-layout.md §2.3 renew, §2.4 skip rule).
+		s.parallel(t)
+		scope := s.scope()
+		old := s.h.New(t, scope, "m1")
+		other := s.h.New(t, scope, "m2")
+		require.NoError(t, old.TouchMember(ctx(t), member("m1", 7)))
+		require.NoError(t, old.AcquireLeader(ctx(t)))
+		require.NoError(t, old.Close())
+		restarted := s.h.New(t, scope, "m1")
+		oldExpiry := s.now().Add(ttl + grace)
+		var last time.Time
+		for !last.After(oldExpiry) {
+			last = s.now()
+			require.NoError(t, restarted.TouchMember(ctx(t), member("m1", 7)), "§2.4: an identical value bound to another lease is rewritten")
+			require.NoError(t, restarted.UpdateLeader(ctx(t), dcs.LeaderUpdate{}), "§2.3: the key still names us")
+			s.wait(ttl / 2)
+			// Check before the next refresh, so a key left on the old
+			// lease cannot vanish and be re-created unnoticed.
+			c := read(t, other)
+			require.Equal(t, "m1", leaderName(c), "§2.3: renewal rebinds the leader key to the new lease")
+			require.NotNil(t, c.Member("m1"), "§2.4: the touch rebinds the member key to the new lease")
+		}
+		s.waitUntil(last.Add(ttl + grace))
+		c := read(t, other)
+		require.False(t, c.IsLocked())
+		require.Nil(t, c.Member("m1"))
 	})
 
 	t.Run("members expire independently", func(t *testing.T) {
