@@ -262,3 +262,80 @@ func TestServe(t *testing.T) {
 	require.NoError(t, <-done)
 	_ = dcs.ErrUnavailable
 }
+
+// spec/rest-api.md §2.3: a renewed certificate is picked up without
+// re-creating the listener.
+func TestCertReload(t *testing.T) {
+	p1 := newPKI(t, "")
+	p2 := newPKI(t, "")
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	cp := func(src, dst string) {
+		b, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(dst, b, 0o600))
+	}
+	cp(p1.serverCert, cert)
+	cp(p1.serverKy, key)
+	r := &certReloader{certFile: cert, keyFile: key}
+	require.NoError(t, r.load())
+	first := r.cert.Certificate[0]
+
+	cp(p2.serverCert, cert)
+	cp(p2.serverKy, key)
+	later := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(cert, later, later))
+	r.checked = time.Time{}
+	got, err := r.get(nil)
+	require.NoError(t, err)
+	require.NotEqual(t, first, got.Certificate[0])
+
+	// A broken file keeps the previous certificate.
+	require.NoError(t, os.WriteFile(cert, []byte("garbage"), 0o600))
+	require.NoError(t, os.Chtimes(cert, later.Add(time.Hour), later.Add(time.Hour)))
+	r.checked = time.Time{}
+	again, err := r.get(nil)
+	require.NoError(t, err)
+	require.Equal(t, got, again)
+}
+
+// spec/rest-api.md §2.3: member-to-member calls verify the chain (with a
+// client certificate) but never the host name.
+func TestClientProber(t *testing.T) {
+	p := newPKI(t, "")
+	other := newPKI(t, "")
+	ra := config.RestAPI{CertFile: p.serverCert, KeyFile: p.serverKy, CAFile: p.caFile, VerifyClient: "optional"}
+	tlsCfg, err := ServerTLSConfig(ra)
+	require.NoError(t, err)
+	st := &fakeStatus{}
+	st.set(replicaStatus())
+	h, err := NewHandler(Config{Status: st, RestAPI: ra})
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = tlsCfg
+	srv.StartTLS()
+	defer srv.Close()
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	require.NoError(t, err)
+	m := &dcs.Member{Name: "n", APIURL: "https://localhost:" + port + "/patroni"} // name not in the certificate
+
+	for _, tc := range []struct {
+		name string
+		cfg  *tls.Config
+		ok   bool
+	}{
+		{name: "no client certificate: insecure", cfg: nil, ok: true},
+		{name: "client certificate, right CA", cfg: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{p.client}}, ok: true},
+		{name: "client certificate, wrong CA", cfg: &tls.Config{RootCAs: other.caPool, Certificates: []tls.Certificate{p.client}}, ok: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc, err := NewClientProber(tc.cfg, "", "").Probe(t.Context(), m)
+			if !tc.ok {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "replica", doc.Role)
+		})
+	}
+}

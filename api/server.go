@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgwarden/pgwarden/config"
@@ -30,11 +31,11 @@ func ServerTLSConfig(ra config.RestAPI) (*tls.Config, error) {
 	if keyFile == "" {
 		keyFile = ra.CertFile
 	}
-	cert, err := loadKeyPair(ra.CertFile, keyFile, ra.KeyFilePassword)
-	if err != nil {
+	rl := &certReloader{certFile: ra.CertFile, keyFile: keyFile, password: ra.KeyFilePassword}
+	if err := rl.load(); err != nil {
 		return nil, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetCertificate: rl.get, Certificates: []tls.Certificate{*rl.cert}, MinVersion: tls.VersionTLS12}
 	if ra.CAFile != "" {
 		pem, err := os.ReadFile(ra.CAFile)
 		if err != nil {
@@ -57,6 +58,51 @@ func ServerTLSConfig(ra config.RestAPI) (*tls.Config, error) {
 		return nil, fmt.Errorf("api: verify_client %q: want none, optional or required", ra.VerifyClient)
 	}
 	return cfg, nil
+}
+
+// certReloader serves the certificate and re-reads the files when their
+// modification time changes, so a renewed certificate is used without
+// re-creating the listener (Patroni re-creates it on reload when the
+// serial changed). A file that fails to load keeps the previous one.
+type certReloader struct {
+	certFile, keyFile, password string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	modTime time.Time
+	checked time.Time
+}
+
+func (r *certReloader) stamp() time.Time {
+	var t time.Time
+	for _, f := range []string{r.certFile, r.keyFile} {
+		if st, err := os.Stat(f); err == nil && st.ModTime().After(t) {
+			t = st.ModTime()
+		}
+	}
+	return t
+}
+
+func (r *certReloader) load() error {
+	mt := r.stamp()
+	c, err := loadKeyPair(r.certFile, r.keyFile, r.password)
+	if err != nil {
+		return err
+	}
+	r.cert, r.modTime = &c, mt
+	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Sub(r.checked) >= time.Second {
+		r.checked = now
+		if mt := r.stamp(); !mt.Equal(r.modTime) {
+			_ = r.load() // keep serving the old certificate on error
+		}
+	}
+	return r.cert, nil
 }
 
 func loadKeyPair(certFile, keyFile, password string) (tls.Certificate, error) {

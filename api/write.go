@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -510,10 +512,34 @@ type Prober interface {
 	Probe(ctx context.Context, m *dcs.Member) (*StatusDocument, error)
 }
 
-type clientProber struct{}
+// NewClientProber returns the Prober members use for each other: GET
+// /patroni with a 2 s timeout, Basic auth from ctl.authentication (else
+// restapi.authentication), and tlsCfg (ctl.certfile/keyfile as client
+// certificate, ctl.cacert or restapi.cafile as CA). As Patroni does for
+// member-to-member calls, the host name is never verified, and without a
+// client certificate the server certificate is not verified at all
+// (spec/rest-api.md §2.3).
+func NewClientProber(tlsCfg *tls.Config, username, password string) Prober {
+	return clientProber{tls: tlsCfg, user: username, pass: password}
+}
 
-func (clientProber) Probe(ctx context.Context, m *dcs.Member) (*StatusDocument, error) {
-	c := &Client{BaseURL: strings.TrimSuffix(m.APIURL, "/patroni"), Insecure: true}
+type clientProber struct {
+	tls        *tls.Config
+	user, pass string
+}
+
+func (p clientProber) Probe(ctx context.Context, m *dcs.Member) (*StatusDocument, error) {
+	cfg := &tls.Config{InsecureSkipVerify: true}
+	if p.tls != nil && len(p.tls.Certificates) > 0 {
+		roots := p.tls.RootCAs
+		cfg = p.tls.Clone()
+		cfg.InsecureSkipVerify = true
+		// Verify the chain but not the host name.
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return verifyChain(raw, roots)
+		}
+	}
+	c := &Client{BaseURL: strings.TrimSuffix(m.APIURL, "/patroni"), TLS: cfg, Username: p.user, Password: p.pass}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return c.Patroni(ctx)
@@ -651,6 +677,28 @@ func (h *Handler) feasible(ctx context.Context, c *dcs.Cluster, sr SwitchoverReq
 		return http.StatusPreconditionFailed, action + " is not possible: no good candidates have been found"
 	}
 	return 0, ""
+}
+
+func verifyChain(raw [][]byte, roots *x509.CertPool) error {
+	if len(raw) == 0 {
+		return errors.New("api: peer sent no certificate")
+	}
+	certs := make([]*x509.Certificate, 0, len(raw))
+	for _, r := range raw {
+		c, err := x509.ParseCertificate(r)
+		if err != nil {
+			return fmt.Errorf("api: parse peer certificate: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+		return fmt.Errorf("api: verify peer certificate: %w", err)
+	}
+	return nil
 }
 
 // waitSwitchover polls the DCS for the outcome (step 9).
