@@ -182,3 +182,32 @@ func TestParseUnits(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 1800.0, s)
 }
+
+// spec/config.md §2: role-specific overrides and the Citus default.
+func TestRoleOverridesAndCitus(t *testing.T) {
+	cfg, _, err := Parse([]byte(minimal + `
+citus: {group: 0, database: citus}
+bootstrap: {dcs: {ttl: 30}}
+postgresql:
+  parameters: {work_mem: 4MB, max_connections: 100}
+  parameters_replica: {work_mem: 64MB, max_connections: 500}
+  pg_hba: [host all all all md5]
+  pg_hba_primary: [host all all 10.0.0.0/8 md5]
+`))
+	require.NoError(t, err)
+	p := cfg.RoleParameters("demoted")
+	require.Equal(t, "64MB", p["work_mem"])
+	require.EqualValues(t, "100", toText(p["max_connections"]), "protected parameters are not overridden per role")
+	require.Equal(t, "4MB", cfg.RoleParameters("primary")["work_mem"])
+	require.Equal(t, []string{"host all all 10.0.0.0/8 md5"}, cfg.RoleHBA("promoted"))
+	require.Equal(t, []string{"host all all all md5"}, cfg.RoleHBA("replica"))
+	require.Equal(t, `{"ttl":30,"synchronous_mode":"quorum"}`, string(cfg.BootstrapDynamic().JSON()))
+	require.Equal(t, `{"ttl":30}`, string(cfg.Bootstrap.DCS.JSON()))
+}
+
+func toText(v any) string {
+	if n, ok := v.(json.Number); ok {
+		return n.String()
+	}
+	return ""
+}

@@ -221,3 +221,14 @@ func normalizeParam(name string, v *yaml.Node) *yaml.Node {
 	}
 	return clone(v)
 }
+
+// BootstrapDynamic returns the dynamic configuration a bootstrapping node
+// writes to the DCS: bootstrap.dcs, with synchronous_mode defaulting to
+// quorum when Citus is configured (spec/config.md §2).
+func (c *Config) BootstrapDynamic() *Dynamic {
+	t := c.Bootstrap.DCS.Tree()
+	if c.Citus != nil && c.Citus.Group != nil && c.Citus.Database != "" && lookup(t, "synchronous_mode") == nil {
+		setKey(t, "synchronous_mode", strNode("quorum"))
+	}
+	return &Dynamic{tree: t}
+}
