@@ -251,3 +251,36 @@ func TestSessions(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, first, c.Member("m1").Session, "a new lease after expiry")
 }
+
+// Tests: model.go Cluster ("a fresh one on every call ... never mutates it
+// afterwards") with the snapshot shared between reads without a change.
+func TestSnapshotSharing(t *testing.T) {
+	t.Parallel()
+	srv, clk := newServer(t, memory.ServerConfig{})
+	m1, m2 := client(t, srv, "c", "m1"), client(t, srv, "c", "m2")
+	require.NoError(t, m1.TouchMember(t.Context(), &dcs.Member{Name: "m1", State: "running"}))
+	require.NoError(t, m1.AcquireLeader(t.Context()))
+
+	a, err := m1.Cluster(t.Context())
+	require.NoError(t, err)
+	b, err := m2.Cluster(t.Context())
+	require.NoError(t, err)
+	require.NotSame(t, a, b, "every call returns a fresh Cluster")
+	require.Equal(t, a, b)
+	a.Members = append(a.Members, &dcs.Member{Name: "appended"})
+	b.Members = append(b.Members, &dcs.Member{Name: "other"})
+	require.Equal(t, "appended", a.Members[1].Name, "appends do not clobber each other")
+	c, err := m2.Cluster(t.Context())
+	require.NoError(t, err)
+	require.Len(t, c.Members, 1, "a caller's append does not reach later reads")
+
+	require.NoError(t, m2.TouchMember(t.Context(), &dcs.Member{Name: "m2"}))
+	c, err = m2.Cluster(t.Context())
+	require.NoError(t, err)
+	require.Len(t, c.Members, 2, "a write invalidates the shared snapshot")
+	clk.Step(testTTL)
+	c, err = m2.Cluster(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, c.Members, "expiry invalidates the shared snapshot")
+	require.False(t, c.IsLocked())
+}

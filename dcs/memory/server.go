@@ -61,6 +61,11 @@ type cluster struct {
 	prefix   string
 	keys     map[string]*kv // by key relative to prefix
 	watchers map[*Store]struct{}
+	// changes counts writes and deletes in this cluster; snap is the
+	// snapshot built when it had the value snapChanges (nil: none yet).
+	changes     int64
+	snap        *dcs.Cluster
+	snapChanges int64
 }
 
 // kv is one stored key. value is never modified after it is stored.
@@ -300,6 +305,7 @@ func (s *Server) putLocked(cl *cluster, key string, value []byte, l *lease) dcs.
 		l.keys[boundKey{cl, key}] = struct{}{}
 	}
 	cl.keys[key] = &kv{value: value, version: v, lease: l}
+	cl.changes++
 	if watched(key) && (old == nil || string(old.value) != string(value)) {
 		s.notifyLocked(cl)
 	}
@@ -317,6 +323,7 @@ func (s *Server) deleteLocked(cl *cluster, key string) {
 	}
 	delete(cl.keys, key)
 	s.rev++
+	cl.changes++
 	if watched(key) {
 		s.notifyLocked(cl)
 	}

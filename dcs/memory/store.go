@@ -161,11 +161,22 @@ func (st *Store) putIfChangedLocked(key string, value []byte) {
 }
 
 // Cluster implements dcs.Store. The snapshot owns its memory: values are
-// copied out of the server.
+// copied out of the server. Reads without a change of the cluster in
+// between share the decoded snapshot (the simulation reads far more often
+// than it writes, and decoding dominates the cost of a read): each call
+// returns a fresh *dcs.Cluster whose nested values may be shared with
+// other reads, which is safe because nobody modifies them.
 func (st *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	if err := st.begin(ctx, "read cluster"); err != nil {
 		return nil, err
 	}
+	cl := st.cl
+	if cl.snap != nil && cl.snapChanges == cl.changes {
+		snap := cl.snap
+		st.srv.mu.Unlock()
+		return shallowCopy(snap), nil
+	}
+	changes := cl.changes
 	size := 0
 	for _, kv := range st.cl.keys {
 		size += len(kv.value)
@@ -182,8 +193,22 @@ func (st *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 		entries = append(entries, e)
 	}
 	st.srv.mu.Unlock()
-	slices.SortFunc(entries, func(a, b dcs.Entry) int { return strings.Compare(a.Key, b.Key) })
-	return dcs.BuildCluster(entries), nil
+	snap := dcs.BuildCluster(entries)
+	st.srv.mu.Lock()
+	if cl.changes == changes {
+		cl.snap, cl.snapChanges = snap, changes
+	}
+	st.srv.mu.Unlock()
+	return shallowCopy(snap), nil
+}
+
+// shallowCopy returns a new Cluster with c's fields, its slices clipped so
+// that a caller appending to one cannot write into another's.
+func shallowCopy(c *dcs.Cluster) *dcs.Cluster {
+	cp := *c
+	cp.Members = slices.Clip(cp.Members)
+	cp.Problems = slices.Clip(cp.Problems)
+	return &cp
 }
 
 // Changes implements dcs.Store. While the store is partitioned, or the DCS
