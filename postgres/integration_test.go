@@ -203,6 +203,18 @@ func TestFailoverRewindFollow(t *testing.T) {
 	need, err := p.m.NeedsRewind(ctx, r.upstream())
 	require.NoError(t, err)
 	require.True(t, need, "old primary wrote after the fork")
+
+	// Without pg_rewind the diverged node cannot follow; its data stays.
+	noRewind := p.cfg
+	noRewind.UsePgRewind = false
+	m2, err := postgres.New(noRewind)
+	require.NoError(t, err)
+	err = m2.Demote(ctx, r.upstream(), postgres.DemoteOptions{Rewind: true})
+	require.ErrorIs(t, err, postgres.ErrDiverged)
+	require.ErrorIs(t, err, postgres.ErrCannotRewind)
+	require.True(t, p.m.IsInitialized(), "data directory kept")
+	require.False(t, p.m.IsRunning())
+
 	require.NoError(t, p.m.Demote(ctx, r.upstream(), postgres.DemoteOptions{Rewind: true}))
 	require.Equal(t, postgres.RoleReplica, p.m.Role())
 	testutil.SucceedsSoon(t, func() error { return p.hasRow(ctx, "two") })
