@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 )
@@ -57,10 +58,13 @@ func probe(ctx context.Context, host string, useTLS bool, tlsCfg *tls.Config) er
 		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
 			return nil
 		}
+		// A plain HTTP/2 server answers with its SETTINGS frame; a TLS
+		// server answers with an alert, a 400, or closes the connection.
 		buf := make([]byte, 128)
-		n, _ := conn.Read(buf)
-		if n > 0 && (buf[0] == 0x15 || bytes.Contains(buf[:n], []byte("HTTPS"))) {
-			return fmt.Errorf("%w: the endpoint speaks TLS; use https:// or set cacert", ErrTLS)
+		n, err := conn.Read(buf)
+		if (n > 0 && (buf[0] == 0x15 || bytes.Contains(buf[:n], []byte("HTTPS")))) ||
+			(n == 0 && errors.Is(err, io.EOF)) {
+			return fmt.Errorf("%w: the endpoint rejected a plaintext request and seems to expect TLS; use https:// and cacert", ErrTLS)
 		}
 		return nil
 	}
@@ -75,6 +79,9 @@ func probe(ctx context.Context, host string, useTLS bool, tlsCfg *tls.Config) er
 	c.NextProtos = []string{"h2"}
 	tc := tls.Client(conn, c)
 	if err := tc.HandshakeContext(ctx); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: the endpoint closed the connection during the handshake; does it serve plain http? %w", ErrTLS, err)
+		}
 		return fmt.Errorf("%w: %w", ErrTLS, err)
 	}
 	// With TLS 1.3 a rejected client certificate shows only on the first

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -62,9 +63,34 @@ type ServerConfig struct {
 	// ReadyTimeout bounds the wait for the member to join its cluster when
 	// the start context has no deadline (default 60 s).
 	ReadyTimeout time.Duration
+	// ClientTLS, when non-nil, serves clients over TLS (ClientURLs must
+	// then be https URLs). PeerTLS does the same for member traffic.
+	ClientTLS *TLSFiles
+	PeerTLS   *TLSFiles
 	// Logger receives etcd's log (Info as Debug) and start-up progress; nil
 	// means slog.Default().
 	Logger *slog.Logger
+}
+
+// TLSFiles are the PEM files of one side of an embedded member.
+type TLSFiles struct {
+	// CertFile and KeyFile are the member's certificate and key.
+	CertFile string
+	KeyFile  string
+	// CAFile is the CA that signs the certificates the member accepts
+	// from its clients (or peers).
+	CAFile string
+	// ClientCertAuth requires clients (or peers) to present a certificate
+	// signed by CAFile.
+	ClientCertAuth bool
+}
+
+func (f *TLSFiles) info() transport.TLSInfo {
+	if f == nil {
+		return transport.TLSInfo{}
+	}
+	return transport.TLSInfo{CertFile: f.CertFile, KeyFile: f.KeyFile, TrustedCAFile: f.CAFile,
+		ClientCertAuth: f.ClientCertAuth}
 }
 
 // Validate reports every problem of c.
@@ -173,6 +199,8 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(log))
 	ec.StrictReconfigCheck = true
+	ec.ClientTLSInfo = cfg.ClientTLS.info()
+	ec.PeerTLSInfo = cfg.PeerTLS.info()
 
 	hasData := false
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "member", "wal")); err == nil {
