@@ -61,3 +61,25 @@ func TestConformanceNoRun(t *testing.T) {
 		Advance: func(d time.Duration) { clk.Step(d); srv.ExpireLeases() },
 	})
 }
+
+// TestConformanceRealClock runs the suite on the real clock, the way real
+// backends run it (Harness.Advance nil: the suite sleeps and polls). It
+// takes several seconds, so it is not part of the short tier; the
+// fake-clock runs above check the same rules.
+func TestConformanceRealClock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-time conformance run (several seconds); the fake-clock runs cover the same rules in -short")
+	}
+	srv := memory.NewServer(memory.ServerConfig{Logger: testutil.Logger(t)})
+	runServer(t, srv)
+	const ttl = time.Second
+	dcstest.Run(t, dcstest.Harness{
+		New: func(t *testing.T, scope, name string) dcs.Store {
+			st := srv.Client(memory.ClientConfig{Scope: scope, Name: name, TTL: ttl})
+			t.Cleanup(func() { require.NoError(t, st.Close()) })
+			return st
+		},
+		TTL:         ttl,
+		ExpiryGrace: 300 * time.Millisecond,
+	})
+}
