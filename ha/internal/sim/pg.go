@@ -99,6 +99,7 @@ func (p *PG) compat(u *PG) int {
 }
 
 func (p *PG) State(ctx context.Context) (ha.PGState, error) {
+	defer p.w.lock()()
 	s := ha.PGState{DataDir: ha.DataEmpty}
 	if !p.Data {
 		s.Running = p.Running
@@ -137,6 +138,7 @@ func (p *PG) State(ctx context.Context) (ha.PGState, error) {
 }
 
 func (p *PG) Bootstrap(ctx context.Context) error {
+	defer p.w.lock()()
 	p.w.nextID++
 	*p = PG{w: p.w, Name: p.Name, Data: true, SysID: "7000000000000000001", Running: true, Primary: true, WasPrimary: true,
 		TL: Branch{1, p.w.nextID}, LSN: 0x1000000}
@@ -144,6 +146,7 @@ func (p *PG) Bootstrap(ctx context.Context) error {
 }
 
 func (p *PG) CreateReplica(ctx context.Context, from *dcs.Member) error {
+	defer p.w.lock()()
 	if from == nil {
 		return errors.New("sim: no leader to clone from")
 	}
@@ -158,6 +161,7 @@ func (p *PG) CreateReplica(ctx context.Context, from *dcs.Member) error {
 }
 
 func (p *PG) Start(ctx context.Context, primary bool, upstream *dcs.Member) error {
+	defer p.w.lock()()
 	if !p.Data {
 		return errors.New("sim: no data directory")
 	}
@@ -178,6 +182,7 @@ func (p *PG) Start(ctx context.Context, primary bool, upstream *dcs.Member) erro
 }
 
 func (p *PG) Stop(ctx context.Context, immediate bool) error {
+	defer p.w.lock()()
 	if !p.Running {
 		return nil
 	}
@@ -198,6 +203,7 @@ func (p *PG) Stop(ctx context.Context, immediate bool) error {
 
 // Crash kills the postmaster.
 func (p *PG) Crash() {
+	defer p.w.lock()()
 	if !p.Running {
 		return
 	}
@@ -208,6 +214,7 @@ func (p *PG) Crash() {
 }
 
 func (p *PG) Promote(ctx context.Context) error {
+	defer p.w.lock()()
 	if !p.Running || p.Primary {
 		return errNotRunning
 	}
@@ -220,6 +227,7 @@ func (p *PG) Promote(ctx context.Context) error {
 }
 
 func (p *PG) Follow(ctx context.Context, upstream *dcs.Member) error {
+	defer p.w.lock()()
 	if !p.Running {
 		return errNotRunning
 	}
@@ -238,6 +246,7 @@ func (p *PG) Follow(ctx context.Context, upstream *dcs.Member) error {
 }
 
 func (p *PG) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
+	defer p.w.lock()()
 	l := p.w.pg(leader.Name)
 	if l == nil || !l.Running || !l.Primary {
 		return false, errors.New("sim: leader not a running primary")
@@ -246,6 +255,7 @@ func (p *PG) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
 }
 
 func (p *PG) Rewind(ctx context.Context, leader *dcs.Member) error {
+	defer p.w.lock()()
 	l := p.w.pg(leader.Name)
 	if l == nil || !l.Running || p.Running {
 		return errors.New("sim: cannot rewind")
@@ -266,6 +276,7 @@ func (p *PG) Rewind(ctx context.Context, leader *dcs.Member) error {
 }
 
 func (p *PG) CrashRecovery(ctx context.Context) error {
+	defer p.w.lock()()
 	if p.Running {
 		return errors.New("sim: running")
 	}
@@ -274,6 +285,7 @@ func (p *PG) CrashRecovery(ctx context.Context) error {
 }
 
 func (p *PG) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandbyNames) error {
+	defer p.w.lock()()
 	var names []string
 	if s.Names != "" {
 		names = strings.Split(s.Names, ",")
@@ -290,6 +302,7 @@ func (p *PG) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandbyNames) 
 }
 
 func (p *PG) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error) {
+	defer p.w.lock()()
 	var out []dcs.HistoryLine
 	for _, f := range p.Hist {
 		out = append(out, dcs.HistoryLine{Timeline: f.B.Num, LSN: f.LSN, Reason: "no recovery target specified", NewLeader: p.Name})

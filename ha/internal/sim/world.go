@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	testingclock "k8s.io/utils/clock/testing"
@@ -84,6 +85,19 @@ type World struct {
 	Promotions []Promotion
 	Expiries   []time.Time
 	logger     *slog.Logger
+
+	// concurrent is set when nodes run their own goroutines (Node.Run over
+	// another Store); mu then serialises the simulated Postgres.
+	concurrent bool
+	mu         sync.Mutex
+}
+
+func (w *World) lock() func() {
+	if !w.concurrent {
+		return func() {}
+	}
+	w.mu.Lock()
+	return w.mu.Unlock
 }
 
 // Promotion is one promote call.
@@ -253,8 +267,14 @@ func (w *World) violate(format string, a ...any) {
 // onPromote checks invariants (b)-(e) at the moment Postgres is promoted.
 func (w *World) onPromote(p *PG) {
 	now := w.Clock.Now()
+	if w.concurrent {
+		now = time.Now() // nodes run on the real (synctest) clock
+	}
 	n := w.node(p.Name)
 	w.Promotions = append(w.Promotions, Promotion{At: now, Name: p.Name})
+	if w.concurrent {
+		return // the invariant checks below read the model DCS
+	}
 	w.logf("promote %s lsn=%s tl=%d", p.Name, p.LSN, p.TL.Num)
 	if w.DCS.Leader() != p.Name {
 		w.violate("(b) %s promoted without holding the leader key (holder %q)", p.Name, w.DCS.leader)
@@ -294,6 +314,7 @@ type peers struct {
 }
 
 func (p *peers) Probe(ctx context.Context, members []*dcs.Member) map[string]ha.PeerStatus {
+	defer p.w.lock()()
 	out := map[string]ha.PeerStatus{}
 	now := p.w.Clock.Now()
 	for _, m := range members {
@@ -469,4 +490,42 @@ func (w *World) write() {
 			w.syncAcked = &Pos{B: p.TL, LSN: ack}
 		}
 	}
+}
+
+// Concurrent prepares the world for nodes that run Node.Run in their own
+// goroutines over another dcs.Store: the simulated Postgres instances are
+// serialised and the model-DCS invariant checks are off. It returns the
+// Postgres and Peers of each node; the caller builds the ha.Nodes.
+func (w *World) Concurrent() {
+	w.concurrent = true
+}
+
+// Peers returns the simulated REST prober of node n.
+func (w *World) Peers(n *Node) ha.Peers { return &peers{w: w, self: n} }
+
+// Config returns the ha.Config the simulation uses for n.
+func (w *World) Config(n *Node) ha.Config { return w.config(n) }
+
+// Replicate runs one replication and write tick (concurrent mode): every
+// running primary gets writes, replicas catch up with their upstream.
+func (w *World) Replicate() {
+	defer w.lock()()
+	for _, n := range w.Nodes {
+		if n.PG.Running && n.PG.Primary {
+			n.PG.LSN += writeRate
+		}
+	}
+	w.replicate()
+}
+
+// PromotionsCopy returns the promotions so far (concurrent mode).
+func (w *World) PromotionsCopy() []Promotion {
+	defer w.lock()()
+	return slices.Clone(w.Promotions)
+}
+
+// PGState returns a copy of node n's simulated Postgres (concurrent mode).
+func (w *World) PGState(n *Node) PG {
+	defer w.lock()()
+	return *n.PG
 }
