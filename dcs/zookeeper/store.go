@@ -420,6 +420,39 @@ func (s *Store) relKey(p string) (string, bool) {
 	return "", false
 }
 
+// retryPause spaces retries after a lost connection (the session wait
+// that follows usually returns at once once the client reconnected).
+const retryPause = 50 * time.Millisecond
+
+// retryable reports whether err is a lost connection that the same call may
+// retry on a new connection: the call is idempotent or re-reads first.
+func retryable(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionMoved) || errors.Is(err, zk.ErrSessionExpired)
+}
+
+// retry runs f with a connected session, again after a lost connection,
+// until ctx is done ("backends retry transient errors inside that
+// deadline", dcs.Store).
+func (s *Store) retry(ctx context.Context, op string, f func(ss *session) error) error {
+	for {
+		ss, err := s.session(ctx)
+		if err != nil {
+			return err
+		}
+		err = f(ss)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		s.log.Debug("zookeeper: retrying after a lost connection", "op", op, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(retryPause):
+		}
+	}
+}
+
 // bounded gives ctx the retry timeout as deadline when it has none.
 func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -668,24 +701,27 @@ func opPath(op any) string {
 func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
+	var entries []dcs.Entry
+	err := s.retry(ctx, "Cluster", func(ss *session) error {
+		// One round trip that makes the server catch up with the ensemble
+		// leader: every watch event of a change committed before it is
+		// delivered before its answer, so the cache then reflects at least
+		// what any client wrote before this call.
+		p := s.base
+		if _, err := call(ctx, func() (string, error) { return ss.conn.Sync(p) }); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return wrap("sync", p, err)
+		}
+		if err := s.refresh(ctx, ss.conn); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		entries = s.cache.entries()
+		s.mu.Unlock()
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	// One round trip that makes the server catch up with the ensemble
-	// leader: every watch event of a change committed before it is
-	// delivered before its answer, so the cache then reflects at least
-	// what any client wrote before this call (read-your-peers'-writes).
-	p := s.base
-	if _, err := call(ctx, func() (string, error) { return ss.conn.Sync(p) }); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return nil, wrap("sync", p, err)
-	}
-	if err := s.refresh(ctx, ss.conn); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	entries := s.cache.entries()
-	s.mu.Unlock()
 	return dcs.BuildCluster(entries), nil
 }
 
@@ -740,17 +776,15 @@ func (s *Store) Initialize(ctx context.Context, sysid string, create bool) error
 func (s *Store) CancelInitialize(ctx context.Context) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	p := s.path(dcs.KeyInitialize)
-	_, err = call(ctx, func() (struct{}, error) { return struct{}{}, ss.conn.Delete(p, -1) })
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return wrap("delete", dcs.KeyInitialize, err)
-	}
-	s.wrote(dcs.KeyInitialize, nil, nil, true)
-	return nil
+	return s.retry(ctx, "CancelInitialize", func(ss *session) error {
+		p := s.path(dcs.KeyInitialize)
+		_, err := call(ctx, func() (struct{}, error) { return struct{}{}, ss.conn.Delete(p, -1) })
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return wrap("delete", dcs.KeyInitialize, err)
+		}
+		s.wrote(dcs.KeyInitialize, nil, nil, true)
+		return nil
+	})
 }
 
 func (s *Store) isDirty(key string) bool {
@@ -787,14 +821,13 @@ func (s *Store) TouchMember(ctx context.Context, m *dcs.Member) error {
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	if ss, err = s.applyTTL(ctx, ss); err != nil {
-		return err
-	}
-	return s.putEphemeral(ctx, ss, dcs.KeyMembers+m.Name, dcs.EncodeMember(m), true)
+	return s.retry(ctx, "TouchMember", func(ss *session) error {
+		ss, err := s.applyTTL(ctx, ss)
+		if err != nil {
+			return err
+		}
+		return s.putEphemeral(ctx, ss, dcs.KeyMembers+m.Name, dcs.EncodeMember(m), true)
+	})
 }
 
 func nameOf(m *dcs.Member) string {
@@ -891,40 +924,38 @@ func (s *Store) AcquireLeader(ctx context.Context) error {
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	conn, p := ss.conn, s.path(dcs.KeyLeader)
-	for range 3 {
-		_, err := call(ctx, func() (string, error) {
-			return conn.Create(p, []byte(s.cfg.Name), zk.FlagEphemeral, s.acl)
-		})
-		switch {
-		case err == nil:
-			s.wrote(dcs.KeyLeader, nil, nil, false)
-			s.refreshed(ss)
-			return nil
-		case errors.Is(err, zk.ErrNodeExists):
-			// A retried create of ours may have won already.
-			_, ours, rerr := s.leaderState(ctx, conn)
-			if rerr != nil {
-				return rerr
-			}
-			if ours {
+	return s.retry(ctx, "AcquireLeader", func(ss *session) error {
+		conn, p := ss.conn, s.path(dcs.KeyLeader)
+		for range 3 {
+			_, err := call(ctx, func() (string, error) {
+				return conn.Create(p, []byte(s.cfg.Name), zk.FlagEphemeral, s.acl)
+			})
+			switch {
+			case err == nil:
+				s.wrote(dcs.KeyLeader, nil, nil, false)
 				s.refreshed(ss)
 				return nil
+			case errors.Is(err, zk.ErrNodeExists):
+				// A retried create of ours may have won already.
+				_, ours, rerr := s.leaderState(ctx, conn)
+				if rerr != nil {
+					return rerr
+				}
+				if ours {
+					s.refreshed(ss)
+					return nil
+				}
+				return fmt.Errorf("%w: zookeeper: %s is held by another session", dcs.ErrConflict, p)
+			case errors.Is(err, zk.ErrNoNode):
+				if err := s.ensureParents(ctx, conn, p); err != nil {
+					return err
+				}
+			default:
+				return wrap("create", dcs.KeyLeader, err)
 			}
-			return fmt.Errorf("%w: zookeeper: %s is held by another session", dcs.ErrConflict, p)
-		case errors.Is(err, zk.ErrNoNode):
-			if err := s.ensureParents(ctx, conn, p); err != nil {
-				return err
-			}
-		default:
-			return wrap("create", dcs.KeyLeader, err)
 		}
-	}
-	return wrap("create", dcs.KeyLeader, errors.New("gave up after concurrent changes"))
+		return wrap("create", dcs.KeyLeader, errors.New("gave up after concurrent changes"))
+	})
 }
 
 // TakeLeader implements dcs.Store: an unconditional write of the leader
@@ -935,11 +966,9 @@ func (s *Store) TakeLeader(ctx context.Context) error {
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	return s.putEphemeral(ctx, ss, dcs.KeyLeader, []byte(s.cfg.Name), false)
+	return s.retry(ctx, "TakeLeader", func(ss *session) error {
+		return s.putEphemeral(ctx, ss, dcs.KeyLeader, []byte(s.cfg.Name), false)
+	})
 }
 
 // leaderFence returns the transaction operations that make a write
@@ -986,11 +1015,22 @@ func (s *Store) putOps(key string, cur *znode, data []byte, ver int32) []any {
 func (s *Store) write(ctx context.Context, key string, data []byte, prev dcs.Version, fenced, skipSame bool) (dcs.Version, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return "", err
-	}
-	conn := ss.conn
+	var v dcs.Version
+	retried := false
+	err := s.retry(ctx, "write "+key, func(ss *session) error {
+		var err error
+		v, err = s.writeOnce(ctx, ss.conn, key, data, prev, fenced, skipSame, retried)
+		retried = true
+		return err
+	})
+	return v, err
+}
+
+// writeOnce is one try of write. After a lost connection (retried), a
+// conditional write whose data is found in place is taken as having landed.
+func (s *Store) writeOnce(ctx context.Context, conn *zk.Conn, key string, data []byte, prev dcs.Version,
+	fenced, skipSame, retried bool) (dcs.Version, error) {
+	var err error
 	for attempt := range 4 {
 		var ops []any
 		if fenced {
@@ -1011,9 +1051,12 @@ func (s *Store) write(ctx context.Context, key string, data []byte, prev dcs.Ver
 		}
 		ver := int32(-1)
 		if prev != "" {
+			if retried && attempt > 0 && cur != nil && bytes.Equal(cur.data, data) {
+				return version(&cur.stat), nil // our write before the connection dropped
+			}
 			if cur == nil || version(&cur.stat) != prev {
 				if attempt == 0 {
-					continue // the cache may lag: read again
+					continue // the cache may lag (or our write landed): read again
 				}
 				return "", fmt.Errorf("%w: zookeeper: %s is at version %s, not %s", dcs.ErrConflict, key,
 					versionOf(cur), prev)
@@ -1070,67 +1113,65 @@ func (s *Store) UpdateLeader(ctx context.Context, u dcs.LeaderUpdate) error {
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	conn := ss.conn
-	type put struct {
-		key  string
-		data []byte
-	}
-	var puts []put
-	if u.Status != nil {
-		puts = append(puts, put{dcs.KeyStatus, dcs.EncodeStatus(u.Status)})
-	}
-	if u.Failsafe != nil {
-		puts = append(puts, put{dcs.KeyFailsafe, dcs.EncodeFailsafe(u.Failsafe)})
-	}
-	for attempt := range 3 {
-		ops, err := s.leaderFence(ctx, conn, true)
-		if err != nil {
-			return err
+	return s.retry(ctx, "UpdateLeader", func(ss *session) error {
+		conn := ss.conn
+		type put struct {
+			key  string
+			data []byte
 		}
-		nfence := len(ops)
-		var written []put
-		for _, pt := range puts {
-			mode := fromCacheLoose
-			if attempt > 0 {
-				mode = fromServer
-			}
-			cur, err := s.current(ctx, conn, pt.key, mode)
+		var puts []put
+		if u.Status != nil {
+			puts = append(puts, put{dcs.KeyStatus, dcs.EncodeStatus(u.Status)})
+		}
+		if u.Failsafe != nil {
+			puts = append(puts, put{dcs.KeyFailsafe, dcs.EncodeFailsafe(u.Failsafe)})
+		}
+		for attempt := range 3 {
+			ops, err := s.leaderFence(ctx, conn, true)
 			if err != nil {
 				return err
 			}
-			if cur != nil && bytes.Equal(cur.data, pt.data) {
-				continue
+			nfence := len(ops)
+			var written []put
+			for _, pt := range puts {
+				mode := fromCacheLoose
+				if attempt > 0 {
+					mode = fromServer
+				}
+				cur, err := s.current(ctx, conn, pt.key, mode)
+				if err != nil {
+					return err
+				}
+				if cur != nil && bytes.Equal(cur.data, pt.data) {
+					continue
+				}
+				ops = append(ops, s.putOps(pt.key, cur, pt.data, -1)...)
+				written = append(written, pt)
 			}
-			ops = append(ops, s.putOps(pt.key, cur, pt.data, -1)...)
-			written = append(written, pt)
-		}
-		res, i, err := s.multi(ctx, conn, ops...)
-		if err == nil {
-			if nfence == 2 {
-				s.wrote(dcs.KeyLeader, nil, nil, false)
-			}
-			for _, pt := range written {
-				for j := len(res) - 1; j >= nfence; j-- {
-					if r := res[j]; r.Stat != nil && opPath(ops[j]) == s.path(pt.key) {
-						s.wrote(pt.key, pt.data, r.Stat, false)
-						break
+			res, i, err := s.multi(ctx, conn, ops...)
+			if err == nil {
+				if nfence == 2 {
+					s.wrote(dcs.KeyLeader, nil, nil, false)
+				}
+				for _, pt := range written {
+					for j := len(res) - 1; j >= nfence; j-- {
+						if r := res[j]; r.Stat != nil && opPath(ops[j]) == s.path(pt.key) {
+							s.wrote(pt.key, pt.data, r.Stat, false)
+							break
+						}
 					}
 				}
+				s.refreshed(ss)
+				return nil
 			}
-			s.refreshed(ss)
-			return nil
+			if i < 0 {
+				return wrap("update leader", dcs.KeyLeader, err)
+			}
+			// The fence or a status/failsafe write met a concurrent change:
+			// read again; a lost leader key shows up as ErrLeaderLost.
 		}
-		if i < 0 {
-			return wrap("update leader", dcs.KeyLeader, err)
-		}
-		// The fence or a status/failsafe write met a concurrent change:
-		// read again; a lost leader key shows up as ErrLeaderLost.
-	}
-	return fmt.Errorf("%w: zookeeper: leader renewal kept conflicting", dcs.ErrLeaderLost)
+		return fmt.Errorf("%w: zookeeper: leader renewal kept conflicting", dcs.ErrLeaderLost)
+	})
 }
 
 // ReleaseLeader implements dcs.Store. As Patroni does, giving up the lock
@@ -1144,49 +1185,47 @@ func (s *Store) ReleaseLeader(ctx context.Context, last *dcs.Status) error {
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	conn := ss.conn
-	for attempt := range 3 {
-		n, ours, err := s.leaderState(ctx, conn)
-		if err != nil {
-			return err
-		}
-		if !ours {
-			return nil
-		}
-		var ops []any
-		if last != nil {
-			data := dcs.EncodeStatus(last)
-			mode := fromCacheLoose
-			if attempt > 0 {
-				mode = fromServer
-			}
-			cur, err := s.current(ctx, conn, dcs.KeyStatus, mode)
+	return s.retry(ctx, "ReleaseLeader", func(ss *session) error {
+		conn := ss.conn
+		for attempt := range 3 {
+			n, ours, err := s.leaderState(ctx, conn)
 			if err != nil {
 				return err
 			}
-			if cur == nil || !bytes.Equal(cur.data, data) {
-				ops = append(ops, s.putOps(dcs.KeyStatus, cur, data, -1)...)
+			if !ours {
+				return nil
+			}
+			var ops []any
+			if last != nil {
+				data := dcs.EncodeStatus(last)
+				mode := fromCacheLoose
+				if attempt > 0 {
+					mode = fromServer
+				}
+				cur, err := s.current(ctx, conn, dcs.KeyStatus, mode)
+				if err != nil {
+					return err
+				}
+				if cur == nil || !bytes.Equal(cur.data, data) {
+					ops = append(ops, s.putOps(dcs.KeyStatus, cur, data, -1)...)
+				}
+			}
+			ops = append(ops, &zk.DeleteRequest{Path: s.path(dcs.KeyLeader), Version: n.stat.Version})
+			_, i, err := s.multi(ctx, conn, ops...)
+			if err == nil {
+				s.wrote(dcs.KeyLeader, nil, nil, true)
+				s.mu.Lock()
+				s.cache.invalidate()
+				s.mu.Unlock()
+				s.endSession(ctx, ss, "leader key released")
+				return nil
+			}
+			if i < 0 {
+				return wrap("release leader", dcs.KeyLeader, err)
 			}
 		}
-		ops = append(ops, &zk.DeleteRequest{Path: s.path(dcs.KeyLeader), Version: n.stat.Version})
-		_, i, err := s.multi(ctx, conn, ops...)
-		if err == nil {
-			s.wrote(dcs.KeyLeader, nil, nil, true)
-			s.mu.Lock()
-			s.cache.invalidate()
-			s.mu.Unlock()
-			s.endSession(ctx, ss, "leader key released")
-			return nil
-		}
-		if i < 0 {
-			return wrap("release leader", dcs.KeyLeader, err)
-		}
-	}
-	return wrap("release leader", dcs.KeyLeader, errors.New("gave up after concurrent changes"))
+		return wrap("release leader", dcs.KeyLeader, errors.New("gave up after concurrent changes"))
+	})
 }
 
 // SetConfig implements dcs.Store.
@@ -1250,61 +1289,59 @@ func (s *Store) PutRaw(ctx context.Context, key string, value []byte) error {
 func (s *Store) DeleteCluster(ctx context.Context) error {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	ss, err := s.session(ctx)
-	if err != nil {
-		return err
-	}
-	conn := ss.conn
-	for range 5 {
-		var paths []string
-		var walk func(p string) error
-		walk = func(p string) error {
-			kids, err := call(ctx, func() ([]string, error) {
-				kids, _, err := conn.Children(p)
-				return kids, err
-			})
-			if errors.Is(err, zk.ErrNoNode) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			for _, k := range kids {
-				if err := walk(p + "/" + k); err != nil {
+	return s.retry(ctx, "DeleteCluster", func(ss *session) error {
+		conn := ss.conn
+		for range 5 {
+			var paths []string
+			var walk func(p string) error
+			walk = func(p string) error {
+				kids, err := call(ctx, func() ([]string, error) {
+					kids, _, err := conn.Children(p)
+					return kids, err
+				})
+				if errors.Is(err, zk.ErrNoNode) {
+					return nil
+				}
+				if err != nil {
 					return err
 				}
+				for _, k := range kids {
+					if err := walk(p + "/" + k); err != nil {
+						return err
+					}
+				}
+				paths = append(paths, p)
+				return nil
 			}
-			paths = append(paths, p)
-			return nil
+			if err := walk(s.base); err != nil {
+				return wrap("delete cluster", s.base, err)
+			}
+			if len(paths) == 0 {
+				break
+			}
+			ops := make([]any, len(paths))
+			for i, p := range paths {
+				ops[i] = &zk.DeleteRequest{Path: p, Version: -1}
+			}
+			_, i, err := s.multi(ctx, conn, ops...)
+			if err == nil {
+				break
+			}
+			if i < 0 {
+				return wrap("delete cluster", s.base, err)
+			}
+			// A znode appeared or vanished meanwhile: walk again.
 		}
-		if err := walk(s.base); err != nil {
-			return wrap("delete cluster", s.base, err)
+		s.mu.Lock()
+		for k := range s.cache.nodes {
+			s.cache.seq[k]++
 		}
-		if len(paths) == 0 {
-			break
-		}
-		ops := make([]any, len(paths))
-		for i, p := range paths {
-			ops[i] = &zk.DeleteRequest{Path: p, Version: -1}
-		}
-		_, i, err := s.multi(ctx, conn, ops...)
-		if err == nil {
-			break
-		}
-		if i < 0 {
-			return wrap("delete cluster", s.base, err)
-		}
-		// A znode appeared or vanished meanwhile: walk again.
-	}
-	s.mu.Lock()
-	for k := range s.cache.nodes {
-		s.cache.seq[k]++
-	}
-	clear(s.cache.nodes)
-	s.cache.invalidate()
-	s.mu.Unlock()
-	s.notify()
-	return nil
+		clear(s.cache.nodes)
+		s.cache.invalidate()
+		s.mu.Unlock()
+		s.notify()
+		return nil
+	})
 }
 
 // Hosts returns the ZooKeeper servers the Store connects to (with
