@@ -183,6 +183,9 @@ func TestSynchronousStandby(t *testing.T) {
 	st, err := p.m.State(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "quorum", st.Replication[0].SyncState)
+	spec, err := postgres.ParseSyncStandbyNames(st.SynchronousStandbyNames)
+	require.NoError(t, err)
+	require.Equal(t, postgres.SyncSpec{Quorum: true, Num: 1, Names: []string{"node2"}}, spec)
 
 	require.NoError(t, r.m.Stop(ctx, postgres.StopOptions{}))
 	done := make(chan error, 1)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +68,25 @@ type Upstream struct {
 	// NoStream leaves primary_conninfo out: WAL comes from the archive
 	// only (the nostream tag, spec/postgres.md §5).
 	NoStream bool
+}
+
+// UpstreamFromMember builds the Upstream of a DCS member from its conn_url
+// ("postgres://host:port/dbname").
+func UpstreamFromMember(m *dcs.Member) (Upstream, error) {
+	if m == nil {
+		return Upstream{}, errors.New("postgres: upstream: no member")
+	}
+	u, err := url.Parse(m.ConnURL)
+	if err != nil || u.Host == "" {
+		return Upstream{}, fmt.Errorf("postgres: upstream %s: bad conn_url %q: %v", m.Name, m.ConnURL, err)
+	}
+	port := 5432
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return Upstream{}, fmt.Errorf("postgres: upstream %s: bad port in conn_url %q", m.Name, m.ConnURL)
+		}
+	}
+	return Upstream{Name: m.Name, Host: u.Hostname(), Port: port, Database: strings.TrimPrefix(u.Path, "/")}, nil
 }
 
 // Address returns host:port.

@@ -161,7 +161,10 @@ func TestPrimaryAndReplicaStream(t *testing.T) {
 	st, err := r.m.State(ctx)
 	require.NoError(t, err)
 	require.False(t, st.Running)
-	_ = time.Second
+	require.NotNil(t, st.Control)
+	require.True(t, st.Control.CleanShutdown())
+	require.True(t, st.StandbySignal)
+	require.Equal(t, pst.SystemID, st.SystemID)
 }
 
 // fastPrimary bootstraps from the cached template cluster.
@@ -193,9 +196,13 @@ func TestFailoverRewindFollow(t *testing.T) {
 	require.NoError(t, r.m.Promote(ctx))
 	t.Logf("promote took %s", time.Since(start))
 	require.Equal(t, postgres.RolePrimary, r.m.Role())
+	hist, err := r.m.TimelineHistory(2)
+	require.NoError(t, err)
+	require.Len(t, hist, 1)
+	require.Equal(t, 1, hist[0].Timeline)
 	// The old primary keeps writing: its timeline 1 diverges.
 	p.exec(t, "INSERT INTO t1 VALUES ('lost')")
-	_, err := r.m.EnsureSlots(ctx, []postgres.Slot{{Name: postgres.SlotName("node1")}})
+	_, err = r.m.EnsureSlots(ctx, []postgres.Slot{{Name: postgres.SlotName("node1")}})
 	require.NoError(t, err)
 	r.exec(t, "INSERT INTO t1 VALUES ('two')")
 

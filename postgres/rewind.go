@@ -341,3 +341,17 @@ func (m *Manager) archiveReadyWAL(ctx context.Context) {
 		m.log.Info("archived WAL segment left by the stopped server", "segment", f)
 	}
 }
+
+// TimelineHistory returns the history of the local current timeline from
+// pg_wal/<timeline>.history (empty on timeline 1). timeline is the current
+// timeline (State.Timeline).
+func (m *Manager) TimelineHistory(timeline int) ([]HistoryEntry, error) {
+	if timeline <= 1 {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, "pg_wal", fmt.Sprintf("%08X.history", timeline)))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: timeline history: %w", err)
+	}
+	return ParseHistory(string(b))
+}

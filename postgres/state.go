@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +44,15 @@ type State struct {
 	PostmasterStart time.Time
 	// SystemID is the database system identifier.
 	SystemID string
+	// SynchronousStandbyNames is current_setting('synchronous_standby_names');
+	// ParseSyncStandbyNames decodes it.
+	SynchronousStandbyNames string
+	// Control holds pg_controldata facts; read only when the server is not
+	// running and the data directory holds a cluster (nil otherwise).
+	Control *ControlData
+	// StandbySignal reports standby.signal or recovery.signal in the data
+	// directory.
+	StandbySignal bool
 }
 
 // LSN returns the position Patroni publishes: WAL LSN on a primary, the
@@ -184,6 +195,7 @@ SELECT pg_is_in_recovery(),
   pg_postmaster_start_time(),
   (SELECT system_identifier::text FROM pg_control_system()),
   (SELECT timeline_id FROM pg_control_checkpoint()),
+  current_setting('synchronous_standby_names'),
   w.status, COALESCE(w.received_tli, 0), COALESCE(w.slot_name, ''), COALESCE(w.conninfo, '')
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_get_wal_receiver() AS w ON w.pid IS NOT NULL`
 
@@ -199,8 +211,22 @@ FROM pg_stat_replication ORDER BY application_name, pid`
 func (m *Manager) State(ctx context.Context) (State, error) {
 	var s State
 	s.Running = m.IsRunning()
+	for _, f := range []string{"standby.signal", "recovery.signal"} {
+		if _, err := os.Stat(filepath.Join(m.cfg.DataDir, f)); err == nil {
+			s.StandbySignal = true
+		}
+	}
 	if !s.Running {
 		m.closeConn()
+		if m.IsInitialized() {
+			cd, err := m.ControlData(ctx)
+			if err != nil {
+				return s, err
+			}
+			s.Control = &cd
+			s.SystemID = cd.SystemID
+			s.Timeline = cd.CheckpointTimeline
+		}
 		return s, nil
 	}
 	err := m.withConn(ctx, func(c *pgx.Conn) error {
@@ -212,7 +238,7 @@ func (m *Manager) State(ctx context.Context) (State, error) {
 			slot, conninfo       string
 		)
 		if err := c.QueryRow(ctx, stateQuery).Scan(&s.InRecovery, &tl, &wal, &replay, &receive,
-			&s.ReplayPaused, &s.PostmasterStart, &s.SystemID, &ckptTL, &status, &recvTLI, &slot, &conninfo); err != nil {
+			&s.ReplayPaused, &s.PostmasterStart, &s.SystemID, &ckptTL, &s.SynchronousStandbyNames, &status, &recvTLI, &slot, &conninfo); err != nil {
 			return err
 		}
 		s.Timeline = int(tl)

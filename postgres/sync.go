@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -89,4 +90,51 @@ func (m *Manager) SyncStandbys(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// ParseSyncStandbyNames decodes synchronous_standby_names in its three
+// forms: "FIRST n (a, b)", "ANY n (a, b)", "n (a, b)" (FIRST), and the
+// legacy plain list "a, b" (FIRST 1). Double-quoted names keep their case;
+// "*" stays "*".
+func ParseSyncStandbyNames(v string) (SyncSpec, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return SyncSpec{}, nil
+	}
+	spec := SyncSpec{Num: 1}
+	rest := v
+	if kw, after, ok := strings.Cut(v, " "); ok {
+		switch strings.ToUpper(kw) {
+		case "ANY":
+			spec.Quorum = true
+			rest = strings.TrimSpace(after)
+		case "FIRST":
+			rest = strings.TrimSpace(after)
+		}
+	}
+	if i := strings.IndexByte(rest, '('); i >= 0 {
+		if !strings.HasSuffix(rest, ")") {
+			return SyncSpec{}, fmt.Errorf("postgres: parse synchronous_standby_names %q: missing )", v)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(rest[:i]))
+		if err != nil {
+			return SyncSpec{}, fmt.Errorf("postgres: parse synchronous_standby_names %q: %w", v, err)
+		}
+		spec.Num = n
+		rest = rest[i+1 : len(rest)-1]
+	} else if spec.Quorum {
+		return SyncSpec{}, fmt.Errorf("postgres: parse synchronous_standby_names %q: ANY needs a list", v)
+	}
+	for _, name := range strings.Split(rest, ",") {
+		name = strings.TrimSpace(name)
+		if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
+			name = strings.ReplaceAll(name[1:len(name)-1], `""`, `"`)
+		} else {
+			name = strings.ToLower(name)
+		}
+		if name != "" {
+			spec.Names = append(spec.Names, name)
+		}
+	}
+	return spec, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/postgres"
 )
 
@@ -251,3 +252,47 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseSyncStandbyNames(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want postgres.SyncSpec
+		err  bool
+	}{
+		{name: "empty", in: "", want: postgres.SyncSpec{}},
+		{name: "first", in: "FIRST 2 (node1, node2)", want: postgres.SyncSpec{Num: 2, Names: []string{"node1", "node2"}}},
+		{name: "any quoted", in: `ANY 1 ("Node-1",b)`, want: postgres.SyncSpec{Quorum: true, Num: 1, Names: []string{"Node-1", "b"}}},
+		{name: "bare number", in: "1 (a)", want: postgres.SyncSpec{Num: 1, Names: []string{"a"}}},
+		{name: "legacy list", in: "A, b", want: postgres.SyncSpec{Num: 1, Names: []string{"a", "b"}}},
+		{name: "star", in: "*", want: postgres.SyncSpec{Num: 1, Names: []string{"*"}}},
+		{name: "round trip", in: postgres.SyncSpec{Quorum: true, Num: 2, Names: []string{"x", "Y"}}.String(),
+			want: postgres.SyncSpec{Quorum: true, Num: 2, Names: []string{"Y", "x"}}},
+		{name: "unclosed", in: "FIRST 1 (a", err: true},
+		{name: "bad number", in: "FIRST x (a)", err: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := postgres.ParseSyncStandbyNames(tc.in)
+			if tc.err {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestUpstreamFromMember(t *testing.T) {
+	up, err := postgres.UpstreamFromMember(&dcs.Member{Name: "node1", ConnURL: "postgres://10.0.0.1:5433/postgres"})
+	require.NoError(t, err)
+	require.Equal(t, postgres.Upstream{Name: "node1", Host: "10.0.0.1", Port: 5433, Database: "postgres"}, up)
+	up, err = postgres.UpstreamFromMember(&dcs.Member{Name: "n", ConnURL: "postgres://db.example"})
+	require.NoError(t, err)
+	require.Equal(t, 5432, up.Port)
+	_, err = postgres.UpstreamFromMember(&dcs.Member{Name: "n", ConnURL: "nonsense"})
+	require.Error(t, err)
+	_, err = postgres.UpstreamFromMember(nil)
+	require.Error(t, err)
+}
