@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -227,4 +228,22 @@ func TestHookVeto(t *testing.T) {
 	err = m.Start(t.Context(), postgres.StartOptions{})
 	require.ErrorIs(t, err, veto)
 	require.True(t, strings.Contains(err.Error(), "start"))
+}
+
+// spec/postgres.md §4.2 step 8: a smart stop that does not finish in time
+// (a client stays connected) escalates to an immediate stop.
+func TestStopEscalates(t *testing.T) {
+	skipShort(t)
+	ctx := t.Context()
+	p := fastPrimary(t, "node1", nil)
+	c := p.conn(t) // a session a smart shutdown waits for
+	_ = c
+	start := time.Now()
+	require.NoError(t, p.m.Stop(ctx, postgres.StopOptions{Mode: postgres.StopSmart, Timeout: time.Second}))
+	took := time.Since(start)
+	require.False(t, p.m.IsRunning())
+	require.Less(t, took, 10*time.Second)
+	cd, err := p.m.ControlData(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "in production", cd.State, "escalated to immediate: no shutdown checkpoint")
 }
