@@ -132,6 +132,9 @@ type (
 	ArmWatchdog struct{}
 	// DisarmWatchdog disables the watchdog.
 	DisarmWatchdog struct{}
+	// SyncSlots makes the physical replication slots exactly Names
+	// (comma-joined, sorted): create the missing, drop the others.
+	SyncSlots struct{ Names string }
 	// Exit stops the daemon (fatal configuration problem).
 	Exit struct{ Reason string }
 )
@@ -168,6 +171,7 @@ func (CancelOp) isAction()            {}
 func (ArmWatchdog) isAction()         {}
 func (DisarmWatchdog) isAction()      {}
 func (Exit) isAction()                {}
+func (SyncSlots) isAction()           {}
 
 func (ProbePeers) String() string      { return "probe-peers" }
 func (ProbeFailsafe) String() string   { return "probe-failsafe" }
@@ -282,3 +286,5 @@ func has[T Action](d Decision) bool {
 	}
 	return false
 }
+
+func (a SyncSlots) String() string { return "sync-slots [" + a.Names + "]" }

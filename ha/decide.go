@@ -30,6 +30,7 @@ func Decide(o Observation) Decision {
 	if x.s.Paused && d.Message != "" {
 		d.Message = "PAUSE: " + d.Message
 	}
+	d.Actions = append(d.Actions, x.slots(d)...)
 	d.Actions = append(x.pre, d.Actions...)
 	return d
 }

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,11 @@ func newWorld(me, leader string) *world {
 	cfg.Name = me
 	cfg.UsePgRewind = true
 	pg := PGState{DataDir: DataPresent, SysID: sysid, Running: true, Timeline: 1, LSN: 0x3000000, CleanShutdown: true}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if n != me {
+			pg.Slots = append(pg.Slots, n)
+		}
+	}
 	if me == leader {
 		pg.Primary = true
 	} else {
@@ -474,6 +480,14 @@ func TestDecide(t *testing.T) {
 			msg: "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}, WriteHistory{}}, role: "primary",
 		},
 		{
+			name: "slots: one per other member plus permanent slots", spec: "§10",
+			w: newWorld("n1", "n1").with(func(o *Observation) {
+				o.Cluster.Config.Data["slots"] = map[string]any{"pm_1": map[string]any{"type": "physical"}, "Bad-Name": nil, "logi": map[string]any{"type": "logical"}}
+				o.Cluster.Members = append(o.Cluster.Members, member("db-4.x", "replica", 0, nil), member("n5", "replica", 0, map[string]any{"nostream": true}))
+			}),
+			msg: "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}, SyncSlots{Names: "db_4_x,n2,n3,pm_1"}}, role: "primary",
+		},
+		{
 			name: "standby cluster: leader follows the remote primary", spec: "§14",
 			w: newWorld("n1", "n1").with(func(o *Observation) {
 				o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
@@ -603,6 +617,14 @@ func TestDecideSync(t *testing.T) {
 			require.Equal(t, tc.actions, Decide(tc.w.o).Actions, "spec/ha-loop.md %s", tc.spec)
 		})
 	}
+}
+
+func TestSlotName(t *testing.T) {
+	// spec/ha-loop.md §10 slot names.
+	require.Equal(t, "postgres_1", SlotName("Postgres-1"))
+	require.Equal(t, "a_b", SlotName("a.b"))
+	require.Equal(t, "nu0246de", SlotName("nöde"))
+	require.Len(t, SlotName(strings.Repeat("x", 80)), 63)
 }
 
 func TestQuorumSafe(t *testing.T) {

@@ -53,6 +53,10 @@ type Postgres interface {
 	// TimelineHistory reads the local timeline history file of the current
 	// timeline.
 	TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error)
+	// SyncSlots makes the physical replication slots exactly names
+	// (create missing, drop others; an active slot that cannot be dropped
+	// is retried next cycle).
+	SyncSlots(ctx context.Context, names []string) error
 }
 
 // Peers asks other members' REST APIs. Called from the loop goroutine; each
@@ -688,6 +692,12 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		if n.opts.Watchdog != nil {
 			return wrap("disarm watchdog", n.opts.Watchdog.Disarm())
 		}
+	case SyncSlots:
+		var names []string
+		if a.Names != "" {
+			names = strings.Split(a.Names, ",")
+		}
+		return wrap("sync slots", pg.SyncSlots(ctx, names))
 	case Exit:
 		n.exit = a.Reason
 	default:

@@ -65,6 +65,8 @@ type PGState struct {
 	Diverged *bool
 	// CanRewind reports use_pg_rewind plus wal_log_hints/checksums.
 	CanRewind bool
+	// Slots are the names of the physical replication slots that exist.
+	Slots []string
 	// PostmasterStart identifies the postmaster incarnation.
 	PostmasterStart time.Time
 }

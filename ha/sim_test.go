@@ -14,9 +14,10 @@ import (
 )
 
 var (
-	simRuns  = flag.Int("simulate.runs", 0, "number of random schedules (default 10000, 300 without -short... see simOptions)")
+	simRuns  = flag.Int("simulate.runs", 0, "number of random schedules (default 10000)")
 	simSeed  = flag.Uint64("simulate.seed", 0, "replay one seed (prints its script)")
 	simSteps = flag.Int("simulate.steps", 150, "random steps per schedule")
+	simFirst = flag.Uint64("simulate.first", 1, "first seed of the run")
 )
 
 // simOptions derives a run's shape from its seed, so a seed alone replays
@@ -69,6 +70,7 @@ func TestSimulate(t *testing.T) {
 				if int(i) > runs || failed.Load() != nil {
 					return
 				}
+				i += *simFirst - 1
 				opt := simOptions(i)
 				if r := sim.Run(opt); r.Failed() {
 					rep := r.Report(opt)

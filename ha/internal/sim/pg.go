@@ -47,6 +47,7 @@ type PG struct {
 	SSNQuorum   bool
 	Placeholder bool
 	SSNChanged  dcs.LSN
+	Slots       []string
 	// Broken makes Start fail.
 	Broken bool
 	// Slow makes replication apply only a little WAL per tick.
@@ -110,7 +111,7 @@ func (p *PG) State(ctx context.Context) (ha.PGState, error) {
 		Timeline: p.TL.Num, LSN: p.LSN, Upstream: p.Upstream, Streaming: p.Running && p.Streaming,
 		CleanShutdown: p.Clean, WasPrimary: p.WasPrimary, CanRewind: p.w.CanRewind,
 		SyncStandbyNames: slices.Clone(p.SSN), SyncNum: p.SSNNum, SyncPlaceholder: p.Placeholder,
-		SyncChangedLSN: p.SSNChanged,
+		SyncChangedLSN: p.SSNChanged, Slots: slices.Clone(p.Slots),
 	}
 	if !p.Running {
 		s.Timeline = 0
@@ -308,4 +309,13 @@ func (p *PG) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error) {
 		out = append(out, dcs.HistoryLine{Timeline: f.B.Num, LSN: f.LSN, Reason: "no recovery target specified", NewLeader: p.Name})
 	}
 	return out, nil
+}
+
+func (p *PG) SyncSlots(ctx context.Context, names []string) error {
+	defer p.w.lock()()
+	if !p.Running {
+		return errNotRunning
+	}
+	p.Slots = slices.Clone(names)
+	return nil
 }
