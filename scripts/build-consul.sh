@@ -34,7 +34,11 @@ cache="${PGWARDEN_CACHE:-$HOME/.cache/pgwarden}"
 bin="$cache/bin"
 out="$bin/consul"
 
-if [[ -x $out ]] && "$out" version 2>/dev/null | head -n1 | grep -qx "Consul ${CONSUL_VERSION}"; then
+# version_of prints the first line of `consul version` (sed reads it all, so
+# the binary never dies of SIGPIPE, which pipefail would report).
+version_of() { "$1" version 2>/dev/null | sed -n 1p; }
+
+if [[ -x $out ]] && [[ $(version_of "$out") == "Consul ${CONSUL_VERSION}" ]]; then
 	log "consul $CONSUL_VERSION already at $out"
 	exit 0
 fi
@@ -82,7 +86,8 @@ grep -q "Mozilla Public License" "$dir/LICENSE" ||
 
 log "building consul $CONSUL_VERSION (3-6 min of CPU on a cold cache)"
 nice -n 10 go build -trimpath -ldflags='-s -w' -o "$work/consul" github.com/hashicorp/consul
-"$work/consul" version | head -n1 | grep -qx "Consul ${CONSUL_VERSION}" ||
-	die "built binary does not report Consul $CONSUL_VERSION"
+got=$(version_of "$work/consul")
+[[ $got == "Consul ${CONSUL_VERSION}" ]] ||
+	die "built binary reports \"$got\", not Consul $CONSUL_VERSION"
 mv -f "$work/consul" "$out"
 log "installed $out"
