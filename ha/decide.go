@@ -998,7 +998,10 @@ func (x *cycle) walCompare(pool []*dcs.Member, checkLag bool, former string, nam
 		}
 		if p.LSN > 0 {
 			voter := voters[strings.ToLower(m.Name)]
-			if !named && p.LSN == myLSN && myPrio < p.Priority && m.Name != formerName {
+			// The quorum leader never defers on priority: with a large
+			// quorum only it may be able to win (ahead == 0 rule below).
+			syncLeader := quorumMode && strings.EqualFold(x.c.Sync.Leader, x.me)
+			if !named && !syncLeader && p.LSN == myLSN && myPrio < p.Priority && m.Name != formerName {
 				if !quorumMode || voter {
 					return vNoBecause(msg("%s has equally tolerable WAL position and priority %d, while this node has priority %d", m.Name, p.Priority, myPrio))
 				}
