@@ -324,6 +324,8 @@ func (s *Store) endSession(ctx context.Context, ss *session, why string) {
 	s.sess = nil
 	s.hasSession = false
 	s.cache.invalidate()
+	close(s.stateCh) // waiters open the next session
+	s.stateCh = make(chan struct{})
 	s.mu.Unlock()
 	s.log.Info("ending zookeeper session", "session", sessionName(ss.conn.SessionID()), "reason", why)
 	ss.close(ctx)
