@@ -464,6 +464,9 @@ func (n *Node) publish(d Decision, pg PGState, reachable bool) {
 		n.hist = append(n.hist[:0:0], n.hist[over:]...)
 	}
 	n.mu.Unlock()
+	if !n.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	n.log.Info(d.Message, "role", d.Role, "timeline", pg.Timeline, "lsn", pg.LSN.String(), "leader", st.Leader, "action", actionNames(d))
 }
 

@@ -81,6 +81,16 @@ func (d *DCS) SetOutage(on bool) { d.outage = on }
 func (d *DCS) Expire() bool {
 	now := d.now()
 	expired := false
+	any := false
+	for _, t := range d.leases {
+		if !now.Before(t) {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return false
+	}
 	for _, name := range sortedKeys(d.leases) {
 		if !now.Before(d.leases[name]) {
 			delete(d.leases, name)
