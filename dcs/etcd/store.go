@@ -451,7 +451,7 @@ func (s *Store) TouchMember(ctx context.Context, m *dcs.Member) error {
 	}
 	key := dcs.KeyMembers + s.name
 	data := dcs.EncodeMember(m)
-	err := s.leaseRetry(ctx, false, func(lease clientv3.LeaseID) error {
+	write := func(lease clientv3.LeaseID) error {
 		s.mu.Lock()
 		cur, ok := s.entries[key]
 		s.mu.Unlock()
@@ -460,8 +460,52 @@ func (s *Store) TouchMember(ctx context.Context, m *dcs.Member) error {
 		}
 		_, err := s.put(ctx, wop{key: key, value: data, lease: lease})
 		return err
-	})
-	return mapErr("touch member "+s.name, err)
+	}
+	// Fast path: with a live lease, the keepalive (when due) and the put
+	// run side by side, so a touch costs one round trip of latency.
+	if lease, due := s.currentLease(); lease != 0 {
+		var kaErr error
+		var wg sync.WaitGroup
+		if due {
+			wg.Go(func() { kaErr = s.keepAlive(ctx, lease) })
+		}
+		err := write(lease)
+		wg.Wait()
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) && !errors.Is(kaErr, rpctypes.ErrLeaseNotFound) {
+			if err == nil {
+				err = kaErr
+			}
+			return mapErr("touch member "+s.name, err)
+		}
+		s.dropLease(lease)
+	}
+	return mapErr("touch member "+s.name, s.leaseRetry(ctx, false, write))
+}
+
+// currentLease returns the lease when it exists with the current TTL, and
+// whether a keepalive is due (the last refresh is ttl/4 or more ago).
+func (s *Store) currentLease() (clientv3.LeaseID, bool) {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	ttl := s.ttl.Load()
+	if s.lease == 0 || s.leaseTTL != ttl {
+		return 0, false
+	}
+	return s.lease, s.clock.Since(s.lastRefresh) >= time.Duration(ttl)*time.Second/4
+}
+
+// keepAlive sends one keepalive for lease and records the refresh.
+func (s *Store) keepAlive(ctx context.Context, lease clientv3.LeaseID) error {
+	start := s.clock.Now()
+	if _, err := s.client.KeepAliveOnce(ctx, lease); err != nil {
+		return err
+	}
+	s.leaseMu.Lock()
+	if s.lease == lease && start.After(s.lastRefresh) {
+		s.lastRefresh = start
+	}
+	s.leaseMu.Unlock()
+	return nil
 }
 
 // AcquireLeader implements dcs.Store: a transaction creating the leader key
