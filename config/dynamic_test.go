@@ -2,6 +2,8 @@ package config
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -210,4 +212,29 @@ func toText(v any) string {
 		return n.String()
 	}
 	return ""
+}
+
+// spec/config.md §1 cache file.
+func TestCacheFile(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o750))
+	d, err := LoadCache(dir)
+	require.NoError(t, err)
+	require.Nil(t, d)
+	in, err := ParseDynamic([]byte(`{"ttl":30,"b":1,"a":2}`))
+	require.NoError(t, err)
+	require.NoError(t, SaveCache(dir, in))
+	require.NoError(t, SaveCache(dir, in))
+	st, err := os.Stat(filepath.Join(dir, CacheFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o640), st.Mode().Perm())
+	out, err := LoadCache(dir)
+	require.NoError(t, err)
+	require.Equal(t, `{"ttl":30,"b":1,"a":2}`, string(out.JSON()))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temp file left behind")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, CacheFile), []byte("nope"), 0o600))
+	_, err = LoadCache(dir)
+	require.Error(t, err)
 }
