@@ -21,6 +21,10 @@
 //  6. On a change of the dynamic configuration, Diff(old, new) lists what
 //     changed and which PostgreSQL parameters need a restart.
 //
+// SaveCache/LoadCache keep the last dynamic configuration in
+// <data_dir>/patroni.dynamic.json; Sample and Generate implement
+// --generate-sample-config and --generate-config for the CLI.
+//
 // Dynamic keeps the document as the user wrote it, key order included, and
 // JSON() writes it compactly, as Patroni stores it.
 //
