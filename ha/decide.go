@@ -233,6 +233,31 @@ func (x *cycle) watchdogKeepalive() []Action {
 
 func (x *cycle) decideBusy() Decision {
 	op := x.o.Op.Kind
+	if x.hasLock() && !x.failed(UpdateLeader{}) && (op == OpStart || op == OpCrashRecovery) && x.pg.WasPrimary && !x.s.Paused {
+		// §2 steps 5-6: a primary that does not come back within
+		// primary_start_timeout is given up when a failover is possible.
+		if elapsed := x.o.Now.Sub(x.o.Op.Started); elapsed > x.s.PrimaryStartTimeout {
+			if x.o.Peers == nil {
+				return Decision{Actions: []Action{ProbePeers{}}, Message: "asking peers before giving up the start"}
+			}
+			if x.failoverPossible(nil, x.c.Status.LastLSN) {
+				m := "stopped PostgreSQL because of startup timeout"
+				if op == OpCrashRecovery {
+					m = "terminated crash recovery because of startup timeout"
+				}
+				return Decision{Actions: []Action{CancelOp{}, Demote{Mode: DemoteImmediate}}, Message: m, Role: "demoted"}
+			}
+			return Decision{
+				Actions: []Action{UpdateLeader{Failsafe: x.s.FailsafeMode}},
+				Message: "primary start has timed out, but continuing to wait because failover is not possible",
+			}
+		} else if op == OpStart {
+			return Decision{
+				Actions: []Action{UpdateLeader{Failsafe: x.s.FailsafeMode}},
+				Message: msg("PostgreSQL is still starting up, %d seconds until timeout", int((x.s.PrimaryStartTimeout - elapsed).Seconds())),
+			}
+		}
+	}
 	if x.hasLock() && !x.failed(UpdateLeader{}) {
 		return Decision{
 			Actions: []Action{UpdateLeader{Failsafe: x.s.FailsafeMode}},

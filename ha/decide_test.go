@@ -335,6 +335,32 @@ func TestDecide(t *testing.T) {
 			actions: []Action{CancelOp{}, Demote{Mode: DemoteImmediateNoLock, Upstream: "n2"}}, role: "demoted",
 		},
 		{
+			name: "primary still starting", spec: "§2 step 6",
+			w: newWorld("n1", "n1").with(func(o *Observation) {
+				o.Op = Operation{Kind: OpStart, Running: true, Started: t0.Add(-100 * time.Second)}
+				o.PG.Running, o.PG.Primary, o.PG.WasPrimary = false, false, true
+			}),
+			msg: "PostgreSQL is still starting up, 200 seconds until timeout", actions: []Action{UpdateLeader{}},
+		},
+		{
+			name: "primary start timed out: fail over", spec: "§2 step 6",
+			w: newWorld("n1", "n1").with(func(o *Observation) {
+				o.Op = Operation{Kind: OpStart, Running: true, Started: t0.Add(-301 * time.Second)}
+				o.PG.Running, o.PG.Primary, o.PG.WasPrimary = false, false, true
+				o.Peers = map[string]PeerStatus{"n2": {Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1}}
+			}),
+			msg: "stopped PostgreSQL because of startup timeout", actions: []Action{CancelOp{}, Demote{Mode: DemoteImmediate}}, role: "demoted",
+		},
+		{
+			name: "primary start timed out, nobody to fail over to", spec: "§2 step 6",
+			w: newWorld("n1", "n1").with(func(o *Observation) {
+				o.Op = Operation{Kind: OpStart, Running: true, Started: t0.Add(-301 * time.Second)}
+				o.PG.Running, o.PG.Primary, o.PG.WasPrimary = false, false, true
+				o.Peers = map[string]PeerStatus{}
+			}),
+			msg: "primary start has timed out, but continuing to wait because failover is not possible", actions: []Action{UpdateLeader{}},
+		},
+		{
 			name: "empty data dir: bootstrap race", spec: "§8.1 step 1",
 			w: newWorld("n1", "").with(func(o *Observation) {
 				o.Cluster.Initialize, o.PG = nil, PGState{DataDir: DataEmpty}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,6 +121,54 @@ type Status struct {
 type LogEntry struct {
 	Time     time.Time
 	Decision Decision
+	// Inputs summarises the observation the decision was made from
+	// ("why did / didn't this node fail over").
+	Inputs string
+}
+
+// Summary renders the inputs of a decision on one line.
+func (o Observation) Summary() string {
+	var b strings.Builder
+	if o.DCSError || o.Cluster == nil {
+		b.WriteString("dcs=unreachable")
+	} else {
+		c := o.Cluster
+		l := "-"
+		if c.IsLocked() {
+			l = c.Leader.Name
+		}
+		fmt.Fprintf(&b, "leader=%s members=%d paused=%v", l, len(c.Members), c.IsPaused())
+		if c.Sync != nil {
+			fmt.Fprintf(&b, " sync=%s:%v/q%d", c.Sync.Leader, c.Sync.Standbys, c.Sync.Quorum)
+		}
+		if f := c.Failover; !f.IsEmpty() {
+			fmt.Fprintf(&b, " failover=%s->%s", f.Leader, f.Candidate)
+		}
+		fmt.Fprintf(&b, " status=%s", c.Status.LastLSN)
+	}
+	p := o.PG
+	fmt.Fprintf(&b, " pg.running=%v primary=%v tl=%d lsn=%s upstream=%s streaming=%v", p.Running, p.Primary, p.Timeline, p.LSN, p.Upstream, p.Streaming)
+	if o.Lease.Held {
+		fmt.Fprintf(&b, " lease.renewed=%s", o.Lease.RenewedAt.Format(time.RFC3339Nano))
+	}
+	if o.Op.Running {
+		fmt.Fprintf(&b, " op=%s", o.Op.Kind)
+	}
+	if o.Peers != nil {
+		names := make([]string, 0, len(o.Peers))
+		for n := range o.Peers {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			p := o.Peers[n]
+			fmt.Fprintf(&b, " peer.%s=%v/%v/%s/tl%d", n, p.Reachable, p.InRecovery, p.LSN, p.Timeline)
+		}
+	}
+	if o.Failure != nil {
+		fmt.Fprintf(&b, " failed=%s", o.Failure.Action)
+	}
+	return b.String()
 }
 
 // ErrExit is wrapped by Run's error when a decision asks the daemon to exit.
@@ -134,13 +183,15 @@ type Node struct {
 	wake  chan struct{}
 	state atomic.Pointer[Status]
 
-	mu      sync.Mutex // guards hist, op fields used by the background goroutine
-	hist    []LogEntry
-	op      Operation
-	opDone  *Operation // finished operation, seen once by the next cycle
-	cancel  context.CancelFunc
-	opWG    sync.WaitGroup
-	lastMsg string
+	mu     sync.Mutex // guards hist, op fields used by the background goroutine
+	hist   []LogEntry
+	op     Operation
+	opDone *Operation // finished operation, seen once by the next cycle
+	cancel context.CancelFunc
+	// opFinished is closed when the running background operation returns.
+	opFinished chan struct{}
+	opWG       sync.WaitGroup
+	lastMsg    string
 
 	// Loop goroutine only.
 	lease         Lease
@@ -284,7 +335,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		_ = n.opts.Store.TouchMember(dctx, n.member(PGState{DataDir: DataPresent}, Decision{Role: "replica", State: "stopped"}))
 	}
-	n.publish(Decision{Message: "shut down", Role: "replica", State: "stopped"}, PGState{}, true)
+	n.publish(Decision{Message: "shut down", Role: "replica", State: "stopped"}, PGState{}, true, Observation{})
 	return nil
 }
 
@@ -438,10 +489,10 @@ func (n *Node) finish(ctx context.Context, o Observation, d Decision, pg PGState
 		cancel()
 		n.firstCycle = false
 	}
-	n.publish(d, pg, !o.DCSError)
+	n.publish(d, pg, !o.DCSError, o)
 }
 
-func (n *Node) publish(d Decision, pg PGState, reachable bool) {
+func (n *Node) publish(d Decision, pg PGState, reachable bool, o Observation) {
 	s := n.settings()
 	st := &Status{
 		Name: n.cfg.Name, Role: d.Role, State: d.State, Message: d.Message,
@@ -459,7 +510,8 @@ func (n *Node) publish(d Decision, pg PGState, reachable bool) {
 	}
 	n.lastDecision = key
 	n.mu.Lock()
-	n.hist = append(n.hist, LogEntry{Time: st.UpdatedAt, Decision: d})
+	inputs := o.Summary()
+	n.hist = append(n.hist, LogEntry{Time: st.UpdatedAt, Decision: d, Inputs: inputs})
 	if over := len(n.hist) - n.cfg.DecisionLogSize; over > 0 {
 		n.hist = append(n.hist[:0:0], n.hist[over:]...)
 	}
@@ -467,7 +519,7 @@ func (n *Node) publish(d Decision, pg PGState, reachable bool) {
 	if !n.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	n.log.Info(d.Message, "role", d.Role, "timeline", pg.Timeline, "lsn", pg.LSN.String(), "leader", st.Leader, "action", actionNames(d))
+	n.log.Info(d.Message, "role", d.Role, "timeline", pg.Timeline, "lsn", pg.LSN.String(), "leader", st.Leader, "action", actionNames(d), "inputs", inputs)
 }
 
 func actionNames(d Decision) string {
@@ -761,17 +813,30 @@ func (n *Node) runOp(ctx context.Context, kind OpKind, f func(context.Context) e
 		n.mu.Unlock()
 		return
 	}
+	// At most one background operation: a new one (after CancelOp)
+	// waits for the previous to return.
+	n.mu.Lock()
+	prev := n.opFinished
+	n.mu.Unlock()
+	if prev != nil {
+		n.cancelOp()
+		<-prev
+	}
 	octx, cancel := context.WithCancel(ctx)
+	finished := make(chan struct{})
 	n.mu.Lock()
 	n.op = Operation{Kind: kind, Running: true, Started: now}
 	n.cancel = cancel
+	n.opFinished = finished
 	n.mu.Unlock()
 	n.opWG.Go(func() {
+		defer close(finished)
 		err := f(octx)
 		cancel()
 		n.mu.Lock()
 		n.op = Operation{}
 		n.cancel = nil
+		n.opFinished = nil
 		n.opDone = &Operation{Kind: kind, Started: now, Failed: err != nil}
 		n.mu.Unlock()
 		n.Wake()

@@ -90,7 +90,9 @@ func TestNodeRun(t *testing.T) {
 			require.True(t, pg.Running && !pg.Primary && pg.Streaming && pg.Upstream == first, "%s streams from %s: %+v", n.Name, first, pg)
 		}
 		require.Equal(t, "primary", nodes[first].node.Status().Role)
-		require.NotEmpty(t, nodes[first].node.History(), "decision log")
+		hist := nodes[first].node.History()
+		require.NotEmpty(t, hist, "decision log")
+		require.Contains(t, hist[len(hist)-1].Inputs, "leader="+first)
 
 		// Clean shutdown of the leader: Run returns after stopping
 		// Postgres and releasing the key; a replica promotes at once.
