@@ -204,6 +204,9 @@ func (m *Manager) waitAccepting(ctx context.Context, p *postmaster, timeout time
 		case <-p.done:
 			return fmt.Errorf("%w: postmaster exited (%v); server log:\n%s", ErrStartFailed, p.err, m.readLogTail(logOffset, 20))
 		case <-deadline.C:
+			if processAlive(p.pid) {
+				return fmt.Errorf("%w: not accepting connections after %s; server log:\n%s", ErrStillStarting, timeout, m.readLogTail(logOffset, 20))
+			}
 			return fmt.Errorf("%w: not accepting connections after %s; server log:\n%s", ErrStartFailed, timeout, m.readLogTail(logOffset, 20))
 		case <-ctx.Done():
 			return fmt.Errorf("postgres: start: %w", ctx.Err())
@@ -279,6 +282,11 @@ type StopOptions struct {
 	// the HA loop may release the leader key early (spec/postgres.md §4.2
 	// step 7). It is called from the stopping goroutine.
 	OnShutdown func(checkpoint LSN)
+	// OnSafepoint is called once no client backend runs any more (only
+	// auxiliary processes, or nothing), bounded by the timeout: the point
+	// where Patroni disables the watchdog (spec/postgres.md §4.2 step 6).
+	// It is called from the stopping goroutine, at most once.
+	OnSafepoint func()
 }
 
 // escalateDelay is how long a SIGQUIT gets before SIGKILL: an immediate
@@ -318,6 +326,10 @@ func (m *Manager) stop(ctx context.Context, opts StopOptions) error {
 	if err := syscall.Kill(pid, opts.Mode.signal()); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("postgres: stop: signal %d: %w", pid, err)
 	}
+	if opts.OnSafepoint != nil {
+		m.waitBackends(ctx, pid, timeout)
+		opts.OnSafepoint()
+	}
 	if opts.OnShutdown != nil && opts.Mode != StopImmediate {
 		m.watchShutdown(ctx, pid, timeout, opts.OnShutdown)
 	}
@@ -339,6 +351,64 @@ func (m *Manager) stop(ctx context.Context, opts StopOptions) error {
 		m.cfg.Callbacks.Fire(callbacks.OnStop, string(role))
 	}
 	return nil
+}
+
+// auxiliaryTitles are the process titles of postmaster children that are
+// not client backends.
+var auxiliaryTitles = []string{
+	"logger", "checkpointer", "background writer", "walwriter", "autovacuum launcher",
+	"archiver", "stats collector", "logical replication launcher", "startup", "walreceiver",
+	"walsender", "wal receiver", "wal sender", "io worker",
+}
+
+// clientBackends counts children of the postmaster that are client
+// backends, by process title.
+func clientBackends(ppid int) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(ppid) || pid == ppid {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		title := strings.TrimRight(strings.ReplaceAll(string(cmd), "\x00", " "), " ")
+		aux := false
+		for _, a := range auxiliaryTitles {
+			if strings.Contains(title, ": "+a) {
+				aux = true
+				break
+			}
+		}
+		if !aux {
+			n++
+		}
+	}
+	return n
+}
+
+// waitBackends waits until the postmaster has no client backend left, it
+// exited, or timeout passed.
+func (m *Manager) waitBackends(ctx context.Context, pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for processAlive(pid) && clientBackends(pid) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // shutdownPoll is how often pg_controldata is read during a stop: each

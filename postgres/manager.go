@@ -29,6 +29,10 @@ var (
 	// accept connections in time; the error text carries the last lines of
 	// the server log.
 	ErrStartFailed = errors.New("postgres: start failed")
+	// ErrStillStarting is returned by Start when the timeout passed but the
+	// postmaster is alive and still starting (for example replaying a lot
+	// of WAL): the server is left running and State reports Starting.
+	ErrStillStarting = errors.New("postgres: still starting")
 	// ErrDataDirNotEmpty is returned when bootstrap or clone would have to
 	// overwrite a data directory that holds something else.
 	ErrDataDirNotEmpty = errors.New("postgres: data directory is not empty")
@@ -367,8 +371,27 @@ func (m *Manager) MajorVersion(ctx context.Context) (int, error) {
 }
 
 // PostmasterPID returns the pid of a live postmaster running on the data
-// directory, from postmaster.pid, or 0.
+// directory, from postmaster.pid (or the process this Manager started), or
+// 0.
 func (m *Manager) PostmasterPID() int {
+	if pid := m.pidFromFile(); pid != 0 {
+		return pid
+	}
+	// A postmaster we just spawned may not have written its pid file yet.
+	m.mu.Lock()
+	p := m.proc
+	m.mu.Unlock()
+	if p != nil {
+		select {
+		case <-p.done:
+		default:
+			return p.pid
+		}
+	}
+	return 0
+}
+
+func (m *Manager) pidFromFile() int {
 	f, err := os.Open(filepath.Join(m.cfg.DataDir, "postmaster.pid"))
 	if err != nil {
 		return 0

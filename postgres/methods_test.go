@@ -247,3 +247,30 @@ func TestStopEscalates(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "in production", cd.State, "escalated to immediate: no shutdown checkpoint")
 }
+
+// spec/postgres.md §4.1 step 8: a start that outlives its timeout with a
+// live postmaster is "still starting", not a failure; §4.2 step 6: the
+// safepoint is reported once client backends are gone.
+func TestStillStartingAndSafepoint(t *testing.T) {
+	skipShort(t)
+	ctx := t.Context()
+	p := fastPrimary(t, "node1", nil)
+	c := p.conn(t)
+	safepoint := false
+	require.NoError(t, p.m.Stop(ctx, postgres.StopOptions{OnSafepoint: func() { safepoint = true }}))
+	require.True(t, safepoint)
+	_ = c
+	err := p.m.Start(ctx, postgres.StartOptions{Timeout: time.Millisecond})
+	require.ErrorIs(t, err, postgres.ErrStillStarting)
+	require.True(t, p.m.IsRunning())
+	testutil.SucceedsSoon(t, func() error {
+		st, err := p.m.State(ctx)
+		if err != nil {
+			return err
+		}
+		if !st.Accepting {
+			return errors.New("not accepting yet")
+		}
+		return nil
+	})
+}
