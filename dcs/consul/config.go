@@ -28,6 +28,25 @@ const (
 	ConsistencyStale Consistency = "stale"
 )
 
+// ReadMode selects how Store.Cluster reads the cluster.
+type ReadMode int
+
+const (
+	// ReadCache serves the watcher's cache: no request at all in steady
+	// state. Writes of this Store are always visible; other clients'
+	// writes appear as soon as the blocking query returns (milliseconds),
+	// which is also when Changes fires. What a daemon wants.
+	ReadCache ReadMode = iota
+	// ReadSynced asks Consul for the prefix's index first (a key listing
+	// without values) and serves the cache once it has caught up, so a
+	// snapshot includes every write completed before the call. One small
+	// request per call.
+	ReadSynced
+	// ReadConsistent reads the whole prefix with a consistent read on every
+	// call, as patronictl does.
+	ReadConsistent
+)
+
 // Config configures one Store. Use DefaultConfig and change what you need;
 // zero fields take the defaults documented on each field.
 type Config struct {
@@ -46,6 +65,9 @@ type Config struct {
 	Consistency Consistency
 	// TLS configures HTTPS to the agent.
 	TLS TLSConfig
+	// ReadMode says how Cluster reads. Default ReadCache. A Store without
+	// a Name always uses ReadConsistent.
+	ReadMode ReadMode
 
 	// Namespace is the first path element. Default "service"; leading,
 	// trailing and repeated slashes are ignored (spec/dcs-layout.md §1).
@@ -214,6 +236,9 @@ func (c Config) Validate() error {
 	}
 	if c.WatchWait < time.Second {
 		errs = append(errs, fmt.Errorf("consul: watch wait %s: want at least 1s", c.WatchWait))
+	}
+	if c.ReadMode < ReadCache || c.ReadMode > ReadConsistent {
+		errs = append(errs, fmt.Errorf("consul: read mode %d: unknown", c.ReadMode))
 	}
 	if c.Service.CheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("consul: service check interval %s: want > 0", c.Service.CheckInterval))

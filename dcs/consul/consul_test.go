@@ -83,12 +83,16 @@ func member(name, role string) *dcs.Member {
 }
 
 // spec/dcs-layout.md §10: the conformance suite against a real agent.
+//
+// The suite reads through one client right after another client wrote, so
+// it runs in ReadSynced mode (cache plus an index probe). The pure cache
+// path (ReadCache, the default) is covered by TestWatchLatency.
 func TestConformance(t *testing.T) {
 	skipShort(t)
 	agent := testutil.StartConsul(t)
 	dcstest.Run(t, dcstest.Harness{
 		New: func(t *testing.T, scope, name string) dcs.Store {
-			return openStore(t, agent.Addr(), scope, name)
+			return openStore(t, agent.Addr(), scope, name, func(c *Config) { c.ReadMode = ReadSynced })
 		},
 		TTL: testTTL,
 		// Consul invalidates a session on its own timer, exactly 2×TTL
@@ -444,4 +448,32 @@ func rawClient(t *testing.T, addr string) *api.Client {
 	require.NoError(t, err)
 	t.Cleanup(tr.CloseIdleConnections)
 	return c
+}
+
+// spec/config.md ("consul": token): the ACL token goes with every request;
+// without it an agent that denies by default refuses the session, which
+// surfaces as dcs.ErrUnavailable with the cause kept.
+func TestACLToken(t *testing.T) {
+	skipShort(t)
+	const root = "4c1e7f4a-64a9-4bbc-9a37-2a0f1d1c3b6e"
+	agent := testutil.StartConsulWith(t, testutil.ConsulOptions{
+		HCL: []string{fmt.Sprintf(`acl { enabled = true
+  default_policy = "deny"
+  tokens { initial_management = %q
+    agent = %q } }`, root, root)},
+		ManagementToken: root,
+	})
+	good := openStore(t, agent.Addr(), "acl", "pg0", func(c *Config) { c.Token = root })
+	require.NoError(t, good.TouchMember(callCtx(t, 5*time.Second), member("pg0", "primary")))
+	require.NoError(t, good.AcquireLeader(callCtx(t, 5*time.Second)))
+	c, err := good.Cluster(callCtx(t, 5*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, "pg0", c.Leader.Name)
+
+	anon := openStore(t, agent.Addr(), "acl", "pg1")
+	err = anon.TouchMember(callCtx(t, 2*time.Second), member("pg1", "replica"))
+	require.ErrorIs(t, err, dcs.ErrUnavailable)
+	require.Contains(t, strings.ToLower(err.Error()), "permission denied")
+	_, err = anon.SetConfig(callCtx(t, 2*time.Second), []byte(`{}`), "")
+	require.ErrorIs(t, err, dcs.ErrUnavailable, "an ACL refusal is not a version conflict")
 }

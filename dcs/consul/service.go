@@ -94,7 +94,7 @@ func (s *Store) deregister(ctx context.Context) error {
 		return nil
 	}
 	id := s.svc.registered.ID
-	err := s.call(ctx, "deregister service", false, func(ctx context.Context) error {
+	err := s.retry(ctx, "deregister service", false, func(ctx context.Context) error {
 		return s.client.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
 	})
 	if err != nil {

@@ -35,8 +35,10 @@ type Store struct {
 	prefix    string // "service/<scope>/"
 	changes   chan struct{}
 
-	// readThroughs counts Cluster calls the cache could not answer.
-	readThroughs atomic.Int64
+	readMode ReadMode
+	// readThroughs counts Cluster calls the cache could not answer;
+	// probes counts ReadSynced index probes.
+	readThroughs, probes atomic.Int64
 
 	cancel context.CancelFunc // stops the watcher
 	wg     sync.WaitGroup
@@ -117,6 +119,12 @@ func New(cfg Config) (*Store, error) {
 		changes:   make(chan struct{}, 1),
 		updated:   make(chan struct{}),
 		ttl:       cfg.TTL,
+		readMode:  cfg.ReadMode,
+	}
+	if cfg.Name == "" {
+		// ctl-style tools read linearizably, as patronictl does
+		// (spec/dcs-layout.md §3).
+		s.readMode = ReadConsistent
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -171,6 +179,11 @@ func (s *Store) call(ctx context.Context, op string, read bool, f func(ctx conte
 	if s.isClosed() {
 		return fmt.Errorf("consul: %s: %w", op, dcs.ErrClosed)
 	}
+	return s.retry(ctx, op, read, f)
+}
+
+// retry is call without the check for Close, for the clean-up Close does.
+func (s *Store) retry(ctx context.Context, op string, read bool, f func(ctx context.Context) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RetryTimeout)
@@ -239,6 +252,10 @@ func (s *Store) txn(ctx context.Context, ops ...*api.KVTxnOp) (*api.TxnResponse,
 		rb := &rollbackError{OpIndex: -1, What: "unknown"}
 		if resp != nil && len(resp.Errors) > 0 {
 			rb.OpIndex, rb.What = resp.Errors[0].OpIndex, resp.Errors[0].What
+		}
+		if strings.Contains(strings.ToLower(rb.What), "permission denied") {
+			// An ACL refusal is not a lost race: report it as it is.
+			return nil, fmt.Errorf("acl: %s", rb.What)
 		}
 		return nil, rb
 	}
@@ -378,11 +395,28 @@ func (s *Store) PutRaw(ctx context.Context, key string, value []byte) error {
 
 // --- cache reads -------------------------------------------------------
 
-// Cluster implements dcs.Store. While the watcher is healthy and has seen
-// every write of this Store, it costs no request. Otherwise it waits a
-// moment for the watcher to catch up with our own write, then reads
-// through.
+// Cluster implements dcs.Store. How it reads depends on the ReadMode:
+// ReadCache answers from the watcher's cache without a request while the
+// watcher is healthy and has seen every write of this Store; ReadSynced
+// first asks Consul for the prefix's current index (a key listing, no
+// values) and serves the cache once it has reached that index;
+// ReadConsistent reads the prefix every time. When the cache is behind, it
+// waits a moment for the watcher, then reads through.
 func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("consul: read cluster: %w", dcs.ErrClosed)
+	}
+	var target uint64
+	switch s.readMode {
+	case ReadConsistent:
+		return s.readThrough(ctx)
+	case ReadSynced:
+		idx, err := s.probe(ctx)
+		if err != nil {
+			return nil, err
+		}
+		target = idx
+	}
 	var waited bool
 	for {
 		s.mu.Lock()
@@ -390,12 +424,13 @@ func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 			s.mu.Unlock()
 			return nil, fmt.Errorf("consul: read cluster: %w", dcs.ErrClosed)
 		}
-		if s.freshLocked() {
+		if s.freshLocked(target) {
 			c := s.snap.cluster
 			s.mu.Unlock()
 			return c, nil
 		}
-		// Only our own set is missing and the watcher is about to bring it.
+		// Only a recent change is missing and the watcher is about to
+		// bring it.
 		catchingUp := !waited && s.watchOK && s.snap != nil && s.dirtySeq == s.cleanSeq &&
 			s.cfg.Clock.Now().Before(s.watchUntil)
 		ch := s.updated
@@ -407,6 +442,7 @@ func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 		t := s.cfg.Clock.NewTimer(catchUpWait)
 		select {
 		case <-ch:
+			waited = false // progress: check again, and wait again if needed
 		case <-t.C():
 		case <-ctx.Done():
 		}
@@ -418,16 +454,36 @@ func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	return s.readThrough(ctx)
 }
 
-// catchUpWait is how long Cluster waits for the watcher to deliver our own
-// last write before reading through. The watcher normally answers within a
-// few milliseconds of a write, so this rarely expires; when it does, one
-// extra read is all it costs.
+// catchUpWait is how long Cluster waits without progress for the watcher
+// to deliver a change it knows of before reading through. The watcher
+// normally answers within a few milliseconds of a write, so this rarely
+// expires; when it does, one extra read is all it costs.
 const catchUpWait = 200 * time.Millisecond
 
-// freshLocked reports whether the cache can answer Cluster. s.mu is held.
-func (s *Store) freshLocked() bool {
+// freshLocked reports whether the cache can answer Cluster: the watcher is
+// healthy and the cache has every write of ours and reached target. s.mu
+// is held.
+func (s *Store) freshLocked(target uint64) bool {
 	return s.snap != nil && s.watchOK && s.cfg.Clock.Now().Before(s.watchUntil) &&
-		s.snap.index >= s.need && s.dirtySeq == s.cleanSeq
+		s.snap.index >= max(s.need, target) && s.dirtySeq == s.cleanSeq
+}
+
+// probe returns the current index of the cluster prefix with a key-only
+// listing (ReadSynced).
+func (s *Store) probe(ctx context.Context) (uint64, error) {
+	s.probes.Add(1)
+	var idx uint64
+	err := s.call(ctx, "read cluster", true, func(ctx context.Context) error {
+		q := s.readOptions(ctx)
+		q.AllowStale = false
+		_, meta, err := s.client.KV().Keys(s.prefix, "", q)
+		if err != nil {
+			return err
+		}
+		idx = meta.LastIndex
+		return nil
+	})
+	return idx, err
 }
 
 // readThrough reads the prefix now and installs the result.
@@ -439,9 +495,10 @@ func (s *Store) readThrough(ctx context.Context) (*dcs.Cluster, error) {
 	var c *dcs.Cluster
 	err := s.call(ctx, "read cluster", true, func(ctx context.Context) error {
 		q := s.readOptions(ctx)
-		if q.AllowStale {
-			// A stale read may miss our own writes, which Cluster must show.
-			q.AllowStale = false
+		// A stale read may miss our own writes, which Cluster must show.
+		q.AllowStale = false
+		if s.readMode == ReadConsistent {
+			q.RequireConsistent = true
 		}
 		pairs, meta, err := s.client.KV().List(s.prefix, q)
 		if err != nil {
@@ -531,7 +588,7 @@ func relevantChange(prev, next *snapshot) bool {
 func (s *Store) cachedPair(rel string) (*api.KVPair, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.freshLocked() {
+	if !s.freshLocked(0) {
 		return nil, false
 	}
 	return s.snap.pairs[rel], true

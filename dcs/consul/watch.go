@@ -18,13 +18,17 @@ func (s *Store) watch(ctx context.Context) {
 	var index uint64
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		q := s.readOptions(ctx)
+		// Bound each query: an agent that vanished without closing the
+		// connection must not hang the watcher for good.
+		qctx, cancel := context.WithTimeout(ctx, s.cfg.WatchWait+s.cfg.WatchWait/16+watchGrace)
+		q := s.readOptions(qctx)
 		q.WaitIndex = index
 		q.WaitTime = s.cfg.WatchWait
 		s.mu.Lock()
 		seq := s.dirtySeq
 		s.mu.Unlock()
 		pairs, meta, err := s.client.KV().List(s.prefix, q)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return

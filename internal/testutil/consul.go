@@ -66,9 +66,10 @@ type ConsulAgent struct {
 	// HTTPPort is the port of the HTTP API.
 	HTTPPort int
 
-	t    testing.TB
-	bin  string
-	args []string
+	t     testing.TB
+	bin   string
+	args  []string
+	token string // sent with probes
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -89,6 +90,22 @@ func (a *ConsulAgent) URL() string { return "http://" + a.Addr() }
 // hint to run scripts/install-deps.sh when the binary is missing, or skips
 // with PGWARDEN_ALLOW_SKIP=1.
 func StartConsul(t testing.TB) *ConsulAgent {
+	t.Helper()
+	return StartConsulWith(t, ConsulOptions{})
+}
+
+// ConsulOptions adjusts a test agent.
+type ConsulOptions struct {
+	// HCL are extra agent configuration snippets, one -hcl flag each
+	// (for example `acl { enabled = true ... }`).
+	HCL []string
+	// ManagementToken, when set, is sent with the readiness probes (needed
+	// once ACLs default to deny).
+	ManagementToken string
+}
+
+// StartConsulWith is StartConsul with options.
+func StartConsulWith(t testing.TB, opts ConsulOptions) *ConsulAgent {
 	t.Helper()
 	bin := RequireBinary(t, ConsulBinary(), consulInstallHint)
 	ports := FreePorts(t, 7)
@@ -115,6 +132,10 @@ func StartConsul(t testing.TB) *ConsulAgent {
 		"-hcl", fmt.Sprintf("session_ttl_min = %q", ConsulSessionTTLMin.String()),
 		"-log-level", "info",
 	}
+	for _, h := range opts.HCL {
+		a.args = append(a.args, "-hcl", h)
+	}
+	a.token = opts.ManagementToken
 	t.Cleanup(a.Stop)
 	a.Start()
 	return a
@@ -201,6 +222,9 @@ func (a *ConsulAgent) get(path string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL()+path, nil)
 	if err != nil {
 		return "", err
+	}
+	if a.token != "" {
+		req.Header.Set("X-Consul-Token", a.token)
 	}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Do(req)
