@@ -239,7 +239,10 @@ func (n *Node) History() []LogEntry {
 	return append([]LogEntry(nil), n.hist...)
 }
 
-// Wake makes the loop run a cycle now (a manual request arrived).
+// Wake makes the loop run a cycle now: a manual request arrived (REST
+// switchover, restart, config change), or the Postgres manager saw the
+// postmaster exit, so the loop reacts without waiting for loop_wait. Safe
+// from any goroutine.
 func (n *Node) Wake() {
 	select {
 	case n.wake <- struct{}{}:
