@@ -1118,6 +1118,11 @@ func (x *cycle) manualFailoverNoLeader(f *dcs.Failover) (verdict, bool) {
 		if good > 0 && (!x.quorumSync() || good >= x.c.Sync.Quorum+1) {
 			return vNo, true
 		}
+		// Patroni answers yes here unconditionally; the old leader may be
+		// a lagging replica by now, so the lag limit still applies.
+		if st := x.c.Status.LastLSN; st > x.pg.LSN && uint64(st-x.pg.LSN) > x.s.MaximumLagOnFailover {
+			return vNoBecause(msg("my wal position %d is too far behind %d", x.pg.LSN, st)), true
+		}
 		return vYes, true
 	}
 	var pool []*dcs.Member

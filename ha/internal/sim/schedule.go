@@ -27,7 +27,7 @@ func (r Result) Report(opt Options) string {
 	for _, v := range r.Violations {
 		b.WriteString("  " + v + "\n")
 	}
-	fmt.Fprintf(&b, "replay: go test ./ha -run TestSimulate -simulate.seed=%d -v\nscript:\n", r.Seed)
+	fmt.Fprintf(&b, "replay: go test ./ha -run TestSimulate -simulate.seed=%d -simulate.steps=%d -v\nscript:\n", r.Seed, opt.Steps)
 	for _, s := range r.Script {
 		b.WriteString("  " + s + "\n")
 	}
