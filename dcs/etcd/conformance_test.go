@@ -54,7 +54,7 @@ func TestConformanceDebianEtcd34(t *testing.T) {
 // A synced cache read is only as fresh as the etcd member its watch is on,
 // and a follower applies a commit up to one heartbeat after the leader
 // acknowledged it, so this run uses linearizable reads; the cache path is
-// covered by the single-member runs and TestStaleFollowerGuard.
+// covered by the single-member runs and TestCacheStaleGuard.
 func TestConformanceThreeMembersOneStopped(t *testing.T) {
 	skipShort(t)
 	c := testutil.StartEmbeddedEtcdCluster(t, 3)
