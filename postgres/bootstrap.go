@@ -59,7 +59,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 	if _, err := m.binary("postgres"); err != nil {
 		return fmt.Errorf("postgres: bootstrap: %w", err)
 	}
-	if err := m.ensureDir(m.cfg.DataDir, 0o700); err != nil {
+	if err := m.ensureDataDir(); err != nil {
 		return err
 	}
 	m.log.Info("bootstrapping a new cluster", "method", name)
@@ -152,7 +152,7 @@ func (m *Manager) Initdb(ctx context.Context) error {
 	if !empty {
 		return fmt.Errorf("postgres: initdb %s: %w", m.cfg.DataDir, ErrDataDirNotEmpty)
 	}
-	if err := m.ensureDir(m.cfg.DataDir, 0o700); err != nil {
+	if err := m.ensureDataDir(); err != nil {
 		return err
 	}
 	if err := initdb(ctx, m); err != nil {

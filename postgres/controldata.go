@@ -71,6 +71,7 @@ func (m *Manager) ControlData(ctx context.Context) (ControlData, error) {
 	if err != nil {
 		return ControlData{}, err
 	}
+	cmd.Env = append(cmd.Env, "LANG=C", "LC_ALL=C") // field names are localized
 	out, err := run(cmd)
 	if err != nil {
 		return ControlData{}, fmt.Errorf("postgres: pg_controldata: %w", err)

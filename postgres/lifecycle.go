@@ -158,7 +158,7 @@ func (m *Manager) raiseSharedMemoryParams(ctx context.Context, params map[string
 // spawn starts the postmaster in its own session, stdout/stderr to the
 // server log. The process is not tied to any ctx: it lives until Stop.
 func (m *Manager) spawn(pgBin string, args []string) (int64, error) {
-	if err := m.ensureDir(filepath.Dir(m.cfg.ServerLog), 0o755); err != nil && !errors.Is(err, os.ErrPermission) {
+	if err := m.ensureDir(filepath.Dir(m.cfg.ServerLog), 0o755); err != nil {
 		return 0, err
 	}
 	logf, err := os.OpenFile(m.cfg.ServerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)

@@ -209,7 +209,7 @@ func (m *Manager) env(extra ...string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
 		case strings.HasPrefix(k, "PATRONI_"), strings.HasPrefix(k, "KUBERNETES_"), k == "NOTIFY_SOCKET",
-			strings.HasPrefix(k, "PG") && k != "PG_MALLOC_ARENA_MAX", k == "LANG", k == "LC_ALL":
+			strings.HasPrefix(k, "PG") && k != "PG_MALLOC_ARENA_MAX":
 			continue
 		case k == "PG_MALLOC_ARENA_MAX":
 			_, v, _ := strings.Cut(kv, "=")
@@ -218,7 +218,6 @@ func (m *Manager) env(extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "LANG=C", "LC_ALL=C")
 	if m.cred != nil {
 		if u, err := user.LookupId(strconv.Itoa(int(m.cred.Uid))); err == nil {
 			env = append(env, "HOME="+u.HomeDir, "USER="+u.Username)
@@ -301,8 +300,17 @@ func (m *Manager) writeFile(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// ensureDir creates dir (and missing parents) with mode, owned by RunAs.
+// ensureDir creates dir (and missing parents) when it does not exist,
+// giving the new directory mode and the RunAs owner. An existing directory
+// is left as it is: pgwarden never changes the owner or mode of directories
+// it did not create, except the data directory (ensureDataDir).
 func (m *Manager) ensureDir(dir string, mode os.FileMode) error {
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("postgres: %s exists and is not a directory", dir)
+		}
+		return nil
+	}
 	if err := os.MkdirAll(dir, mode); err != nil {
 		return fmt.Errorf("postgres: create %s: %w", dir, err)
 	}
@@ -310,6 +318,18 @@ func (m *Manager) ensureDir(dir string, mode os.FileMode) error {
 		return fmt.Errorf("postgres: chmod %s: %w", dir, err)
 	}
 	return m.chown(dir)
+}
+
+// ensureDataDir creates the data directory if needed and makes it 0700 and
+// owned by RunAs, as PostgreSQL requires.
+func (m *Manager) ensureDataDir() error {
+	if err := m.ensureDir(m.cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(m.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("postgres: chmod %s: %w", m.cfg.DataDir, err)
+	}
+	return m.chown(m.cfg.DataDir)
 }
 
 // IsInitialized reports whether the data directory holds a cluster

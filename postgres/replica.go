@@ -80,7 +80,7 @@ func (m *Manager) createReplica(ctx context.Context, src *Upstream) error {
 			continue
 		}
 		tried++
-		if err := m.ensureDir(m.cfg.DataDir, 0o700); err != nil {
+		if err := m.ensureDataDir(); err != nil {
 			return err
 		}
 		m.log.Info("creating replica", "method", name, "leader", upstreamName(src))

@@ -263,7 +263,7 @@ func (m *Manager) rewind(ctx context.Context, up Upstream) error {
 	if err != nil {
 		return err
 	}
-	cmd.Env = append(cmd.Env, "PGPASSFILE="+m.cfg.PgPass, "PGOPTIONS=-c statement_timeout=0")
+	cmd.Env = append(cmd.Env, "PGPASSFILE="+m.cfg.PgPass, "PGOPTIONS=-c statement_timeout=0", "LANG=C", "LC_ALL=C")
 	m.log.Info("running pg_rewind", "leader", up.Name)
 	out, err := run(cmd)
 	if err != nil {
