@@ -93,8 +93,6 @@ type (
 	WriteHistory struct{}
 	// Bootstrap runs initdb (or the custom method) in the background.
 	Bootstrap struct{}
-	// FinishBootstrap runs post_bootstrap (users, script).
-	FinishBootstrap struct{}
 	// Clone creates a replica from a member ("" = without leader).
 	Clone struct{ From string }
 	// StartPostgres starts Postgres in the background; Primary starts it
@@ -118,8 +116,6 @@ type (
 	// Follow points the replica at Upstream (rewrite recovery settings,
 	// reload or restart).
 	Follow struct{ Upstream string }
-	// CheckRewind compares the timeline with the leader's (§6.2).
-	CheckRewind struct{ Leader string }
 	// Rewind runs pg_rewind from Leader in the background.
 	Rewind struct{ Leader string }
 	// Reinit wipes the data directory and clones from Leader.
@@ -156,14 +152,12 @@ func (DeleteSync) isAction()          {}
 func (SetSyncStandbyNames) isAction() {}
 func (WriteHistory) isAction()        {}
 func (Bootstrap) isAction()           {}
-func (FinishBootstrap) isAction()     {}
 func (Clone) isAction()               {}
 func (StartPostgres) isAction()       {}
 func (StopPostgres) isAction()        {}
 func (Promote) isAction()             {}
 func (Demote) isAction()              {}
 func (Follow) isAction()              {}
-func (CheckRewind) isAction()         {}
 func (Rewind) isAction()              {}
 func (Reinit) isAction()              {}
 func (CrashRecovery) isAction()       {}
@@ -202,10 +196,9 @@ func (a SetSyncStandbyNames) String() string {
 	}
 	return fmt.Sprintf("set-ssn %d (%s)", a.Num, a.Names)
 }
-func (WriteHistory) String() string    { return "write-history" }
-func (Bootstrap) String() string       { return "bootstrap" }
-func (FinishBootstrap) String() string { return "finish-bootstrap" }
-func (a Clone) String() string         { return "clone from=" + orNone(a.From) }
+func (WriteHistory) String() string { return "write-history" }
+func (Bootstrap) String() string    { return "bootstrap" }
+func (a Clone) String() string      { return "clone from=" + orNone(a.From) }
 func (a StartPostgres) String() string {
 	if a.Primary {
 		return "start-postgres primary"
@@ -218,7 +211,6 @@ func (a Demote) String() string {
 	return fmt.Sprintf("demote mode=%s upstream=%s", a.Mode, orNone(a.Upstream))
 }
 func (a Follow) String() string       { return "follow " + orNone(a.Upstream) }
-func (a CheckRewind) String() string  { return "check-rewind leader=" + a.Leader }
 func (a Rewind) String() string       { return "rewind from=" + a.Leader }
 func (a Reinit) String() string       { return "reinit from=" + a.Leader }
 func (CrashRecovery) String() string  { return "crash-recovery" }

@@ -88,9 +88,6 @@ func (x *cycle) decide() Decision {
 	if !x.pg.Running {
 		return x.decideNotRunning()
 	}
-	if x.o.RecoveryAttempt {
-		// §2 step 8: the start after a crash worked; nothing to report.
-	}
 	if !x.c.IsLocked() {
 		return x.decideLeaderRace()
 	}

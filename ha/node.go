@@ -695,7 +695,6 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 	case Bootstrap:
 		n.bootstrapping = true
 		n.runOp(ctx, OpBootstrap, pg.Bootstrap)
-	case FinishBootstrap:
 	case Clone:
 		var from *dcs.Member
 		if a.From != "" {
@@ -721,7 +720,6 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		return n.demote(ctx, a, cl, o)
 	case Follow:
 		return wrap("follow", pg.Follow(ctx, n.upstream(cl, a.Upstream)))
-	case CheckRewind:
 	case Rewind:
 		from := n.upstream(cl, a.Leader)
 		n.runOp(ctx, OpRewind, func(ctx context.Context) error {

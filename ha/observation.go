@@ -195,7 +195,8 @@ type Observation struct {
 	// RecoveryAttempt is set after a start following a crash (§2 step 8).
 	RecoveryAttempt bool
 	// UnlockedSince is when this node first saw the cluster unlocked in the
-	// current leaderless period (zero when locked).
+	// current leaderless period (zero when locked). Reserved for
+	// primary_race_backoff (spec §3.1), not used by Decide yet.
 	UnlockedSince time.Time
 	// WatchdogUsable is false when a required watchdog cannot be armed.
 	WatchdogUsable bool
