@@ -179,16 +179,36 @@ func drain(ch <-chan struct{}, quiet time.Duration) {
 // TestRestart stops ZooKeeper for 5 s: calls fail with ErrUnavailable by
 // their deadline and never hang past it, and the store recovers its session
 // or a new one afterwards (store.go "Every blocking method honours ctx";
-// spec/dcs-layout.md §3, §7).
+// spec/dcs-layout.md §3, §7). With a ttl shorter than the outage the
+// liveness check ends the session (no refresh for ttl) and the store
+// continues in a new one; with a longer ttl the server restores the
+// session and the store keeps it.
 func TestRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ZooKeeper")
 	}
 	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		ttl         time.Duration
+		sameSession bool
+	}{
+		{"ttl shorter than the outage", testTTL, false},
+		{"ttl longer than the outage", 20 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testRestart(t, tc.ttl, tc.sameSession)
+		})
+	}
+}
+
+func testRestart(t *testing.T, ttl time.Duration, sameSession bool) {
 	srv := testutil.StartZooKeeper(t)
 	hosts := []string{srv.Addr()}
-	a := openStore(t, hosts, "restart", "a")
-	ctl := openStore(t, hosts, "restart", "")
+	withTTL := func(c *Config) { c.TTL = ttl }
+	a := openStore(t, hosts, "restart", "a", withTTL)
+	ctl := openStore(t, hosts, "restart", "", withTTL)
 	require.NoError(t, a.TouchMember(t.Context(), &dcs.Member{Name: "a", State: "running"}))
 	require.NoError(t, a.AcquireLeader(t.Context()))
 
@@ -256,8 +276,13 @@ func TestRestart(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("recovered %s after ZooKeeper was back (session before %q, after %q)",
-		time.Since(upAt).Round(time.Millisecond), oldSession, a.SessionID())
+	t.Logf("ttl %s: recovered %s after ZooKeeper was back (session before %q, after %q)",
+		ttl, time.Since(upAt).Round(time.Millisecond), oldSession, a.SessionID())
+	if sameSession {
+		require.Equal(t, oldSession, a.SessionID(), "the server restored the session; the store kept it")
+	} else {
+		require.NotEqual(t, oldSession, a.SessionID())
+	}
 }
 
 // TestLayout reads what the store wrote with a plain client and checks it

@@ -69,6 +69,7 @@ func (ss *session) dialer(cfg *Config, tlsCfg *tls.Config) zk.Dialer {
 		if err != nil {
 			return nil, err
 		}
+		c = &handshakeConn{Conn: c, limit: timeout}
 		ss.mu.Lock()
 		ss.netConn = c
 		ss.mu.Unlock()
@@ -78,6 +79,31 @@ func (ss *session) dialer(cfg *Config, tlsCfg *tls.Config) zk.Dialer {
 		}
 		return c, nil
 	}
+}
+
+// handshakeConn bounds the wait for the server's answer to the session
+// handshake by the connect timeout. go-zookeeper waits ten read timeouts
+// (6.7 ttl) for it, and a ZooKeeper 3.8 server that is still loading its
+// database accepts connections and never answers them, so a client that
+// reconnects at that moment would be stuck for about 27 s with ttl 4 s
+// (minutes with ttl 30 s).
+type handshakeConn struct {
+	net.Conn
+	limit time.Duration
+	done  atomic.Bool // the first answer started arriving
+}
+
+func (c *handshakeConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		// go-zookeeper clears the deadline once the handshake answer's
+		// length arrived; from then on its own timeouts apply.
+		c.done.Store(true)
+	} else if !c.done.Load() {
+		if limit := time.Now().Add(c.limit); t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // dropConnection closes the connection to the current server; the client
