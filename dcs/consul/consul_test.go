@@ -329,7 +329,10 @@ func TestServiceRegistration(t *testing.T) {
 func TestConsulDown(t *testing.T) {
 	skipShort(t)
 	agent := testutil.StartConsul(t)
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// The restarted agent's process waiter belongs to the agent, not to the
+	// store under test.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("github.com/pgwarden/pgwarden/internal/testutil.(*ConsulAgent).Start.func1"))
 	st, err := New(Config{Address: agent.Addr(), Scope: "down", Name: "pg0", TTL: testTTL,
 		WatchWait: 5 * time.Second, Logger: testutil.Logger(t)})
 	require.NoError(t, err)
@@ -390,11 +393,13 @@ func TestConsulDown(t *testing.T) {
 	}
 	time.Sleep(time.Until(down.Add(5 * time.Second)))
 	agent.Start() // dev mode: the agent comes back empty
+	back := time.Now()
 
 	// Recovery: a new session, the member key again, the leader key free.
 	testutil.SucceedsSoon(t, func() error {
 		return st.TouchMember(callCtx(t, 2*time.Second), member("pg0", "primary"))
 	})
+	t.Logf("TouchMember succeeded %s after the agent served again", time.Since(back).Round(time.Millisecond))
 	testutil.SucceedsSoon(t, func() error {
 		c, err := st.Cluster(callCtx(t, 2*time.Second))
 		if err != nil {

@@ -504,7 +504,7 @@ func (s *Store) readThrough(ctx context.Context) (*dcs.Cluster, error) {
 		if err != nil {
 			return err
 		}
-		c = s.install(pairs, meta.LastIndex, seq, false)
+		c = s.install(pairs, meta.LastIndex, seq, false, true)
 		return nil
 	})
 	return c, err
@@ -513,19 +513,26 @@ func (s *Store) readThrough(ctx context.Context) (*dcs.Cluster, error) {
 // install replaces the cache with a read at index unless the cache is
 // already at least as new, signals Changes when a key the HA loop reacts to
 // changed, and returns the snapshot now current. seq is the dirtySeq the
-// read started at (reads started after our deletes reflect them). reset is
-// set by the watcher when Consul's index went backwards (a server lost its
-// state), the one case where an older index replaces the cache.
-func (s *Store) install(pairs api.KVPairs, index, seq uint64, reset bool) *dcs.Cluster {
+// read started at (reads started after our deletes reflect them).
+//
+// Consul indexes only grow while the servers keep their state; when they
+// lose it (or tombstones are reaped) the index of the prefix goes back.
+// force installs the read anyway: the watcher sets it on the first answer
+// after a failure or when its index went backwards, and a read-through gets
+// it while the watcher is failing, so a cache from before a Consul restart
+// never shadows current data.
+func (s *Store) install(pairs api.KVPairs, index, seq uint64, force, readThrough bool) *dcs.Cluster {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cleanSeq = max(s.cleanSeq, seq)
-	if s.snap != nil && s.snap.index >= index && !reset {
+	if readThrough && !s.watchOK {
+		force = true
+	}
+	if s.snap != nil && s.snap.index >= index && !force {
 		return s.snap.cluster
 	}
-	if reset {
-		// The prefix index fell (tombstones reaped, or a server lost its
-		// state); indexes of our earlier writes no longer compare.
+	if force {
+		// Indexes of our earlier writes may no longer compare.
 		s.need = min(s.need, index)
 	}
 	next := s.buildSnapshot(pairs, index)

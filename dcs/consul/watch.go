@@ -16,6 +16,7 @@ const watchGrace = 2 * time.Second
 // never renewed here (dcs.Store's liveness rule).
 func (s *Store) watch(ctx context.Context) {
 	var index uint64
+	restart := false // the previous query failed
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// Bound each query: an agent that vanished without closing the
@@ -40,6 +41,9 @@ func (s *Store) watch(ctx context.Context) {
 			if wasOK {
 				s.log.Warn("consul watch failed; reads go to the agent until it recovers", "err", err)
 			}
+			// Start over with a plain read: the agent may come back with
+			// other state (and lower indexes) than it had.
+			index, restart = 0, true
 			if !s.sleep(ctx, backoff) {
 				return
 			}
@@ -48,10 +52,11 @@ func (s *Store) watch(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		// Consul: an index that goes backwards means the servers lost their
-		// state; start over from scratch rather than wait for it to catch
-		// up. An index of 0 is never valid to wait on.
-		reset := meta.LastIndex < index
-		s.install(pairs, meta.LastIndex, seq, reset)
+		// state (or reaped tombstones); take the read as it is rather than
+		// wait for the index to catch up. 0 is never valid to wait on.
+		reset := restart || meta.LastIndex < index
+		restart = false
+		s.install(pairs, meta.LastIndex, seq, reset, false)
 		s.mu.Lock()
 		if !s.watchOK {
 			s.log.Info("consul watch recovered")
