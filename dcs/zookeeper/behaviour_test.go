@@ -443,3 +443,68 @@ func TestExhibitor(t *testing.T) {
 	require.NotNil(t, c.Member("a"))
 	require.Greater(t, polls.Load(), int64(2))
 }
+
+// TestSteadyStateReads checks the watch-fed cache: in a steady-state HA
+// cycle the leader's store reads only the znodes that changed, not the
+// whole cluster (issue 8; spec/dcs-layout.md §3 "the cache").
+func TestSteadyStateReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ZooKeeper")
+	}
+	t.Parallel()
+	srv := testutil.StartZooKeeper(t)
+	hosts := []string{srv.Addr()}
+	names := []string{"a", "b", "c"}
+	st := map[string]*Store{}
+	for _, n := range names {
+		st[n] = openStore(t, hosts, "steady", n)
+	}
+	ctx := t.Context()
+	a := st["a"]
+	require.NoError(t, a.Initialize(ctx, "7277694203142172922", true))
+	_, err := a.SetConfig(ctx, []byte(`{"ttl":30}`), "")
+	require.NoError(t, err)
+	require.NoError(t, a.AcquireLeader(ctx))
+	_, err = a.SetSync(ctx, &dcs.SyncState{Leader: "a", Standbys: []string{"b"}}, "")
+	require.NoError(t, err)
+	require.NoError(t, a.SetHistory(ctx, &dcs.TimelineHistory{}))
+	_, err = a.SetFailover(ctx, &dcs.Failover{}, "")
+	require.NoError(t, err)
+
+	cycle := func(lsn dcs.LSN) {
+		for _, n := range names {
+			s := st[n]
+			_, err := s.Cluster(ctx)
+			require.NoError(t, err)
+			require.NoError(t, s.TouchMember(ctx, &dcs.Member{Name: n, State: "running", XLogLocation: &lsn}))
+			if n == "a" {
+				require.NoError(t, s.UpdateLeader(ctx, dcs.LeaderUpdate{Status: &dcs.Status{LastLSN: lsn}}))
+			}
+		}
+	}
+	cycle(1)
+	cycle(2)
+	time.Sleep(300 * time.Millisecond) // background re-arming settles
+	before := a.Stats()
+	const cycles = 5
+	for i := range cycles {
+		cycle(dcs.LSN(10 + i))
+	}
+	time.Sleep(300 * time.Millisecond)
+	after := a.Stats()
+	c, err := a.Cluster(ctx)
+	require.NoError(t, err)
+	require.Len(t, c.Members, 3)
+	require.Equal(t, dcs.LSN(14), c.Member("c").LSN(), "the cache follows every change")
+	require.Equal(t, dcs.LSN(14), c.Status.LastLSN)
+
+	// A full read: every fixed key, the members directory, every member.
+	znodes := len(dataKeys) + 1 + len(names)
+	reads := float64(after.Reads-before.Reads) / cycles
+	writes := float64(after.Writes-before.Writes) / cycles
+	t.Logf("leader's store per HA cycle (3 members, every member's xlog_location changing): %.1f reads, %.1f writes, %.1f syncs; a full read would be %d reads",
+		reads, writes, float64(after.Syncs-before.Syncs)/cycles, znodes)
+	// Changed each cycle: b's and c's member znodes, our own member and
+	// status (re-armed after our writes), plus the leader fence read.
+	require.LessOrEqual(t, reads, 6.0, "only changed znodes are read")
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -54,6 +55,24 @@ type Store struct {
 	hasSession bool
 	ttl        time.Duration
 	cache      cache
+
+	stats struct{ reads, writes, syncs atomic.Int64 }
+}
+
+// Stats counts the requests a Store sent to ZooKeeper.
+type Stats struct {
+	// Reads are getData, exists and getChildren requests (with or without
+	// a watch).
+	Reads int64
+	// Writes are create, setData, delete and multi requests.
+	Writes int64
+	// Syncs are sync requests (one per Cluster call).
+	Syncs int64
+}
+
+// Stats returns the requests sent so far (heartbeats not included).
+func (s *Store) Stats() Stats {
+	return Stats{Reads: s.stats.reads.Load(), Writes: s.stats.writes.Load(), Syncs: s.stats.syncs.Load()}
 }
 
 // Open validates cfg and returns a Store. It does not wait for ZooKeeper:
@@ -509,6 +528,7 @@ func (s *Store) read(ctx context.Context, conn *zk.Conn, key string) (readResult
 	if key == dirMembers {
 		for range 3 {
 			names, err := call(ctx, func() ([]string, error) {
+				s.stats.reads.Add(1)
 				names, _, _, err := conn.ChildrenW(p)
 				return names, err
 			})
@@ -516,6 +536,7 @@ func (s *Store) read(ctx context.Context, conn *zk.Conn, key string) (readResult
 				return readResult{names: names}, err
 			}
 			ok, err := call(ctx, func() (bool, error) {
+				s.stats.reads.Add(1)
 				ok, _, _, err := conn.ExistsW(p)
 				return ok, err
 			})
@@ -527,6 +548,7 @@ func (s *Store) read(ctx context.Context, conn *zk.Conn, key string) (readResult
 	}
 	for range 3 {
 		r, err := call(ctx, func() (readResult, error) {
+			s.stats.reads.Add(1)
 			data, st, _, err := conn.GetW(p)
 			if err != nil {
 				return readResult{}, err
@@ -541,6 +563,7 @@ func (s *Store) read(ctx context.Context, conn *zk.Conn, key string) (readResult
 			return readResult{}, nil
 		}
 		ok, err := call(ctx, func() (bool, error) {
+			s.stats.reads.Add(1)
 			ok, _, _, err := conn.ExistsW(p)
 			return ok, err
 		})
@@ -618,6 +641,7 @@ func (s *Store) current(ctx context.Context, conn *zk.Conn, key string, mode rea
 	s.mu.Unlock()
 	p := s.path(key)
 	r, err := call(ctx, func() (readResult, error) {
+		s.stats.reads.Add(1)
 		data, st, err := conn.Get(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			return readResult{}, nil
@@ -654,6 +678,7 @@ func (s *Store) ensureParents(ctx context.Context, conn *zk.Conn, p string) erro
 	}
 	slices.Reverse(parents)
 	for _, d := range parents {
+		s.stats.writes.Add(1)
 		_, err := call(ctx, func() (string, error) { return conn.Create(d, nil, 0, s.acl) })
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return wrap("create", d, err)
@@ -665,6 +690,7 @@ func (s *Store) ensureParents(ctx context.Context, conn *zk.Conn, p string) erro
 // multi runs a transaction. It returns the responses, and for a failed
 // transaction the error of the operation that failed and its index.
 func (s *Store) multi(ctx context.Context, conn *zk.Conn, ops ...any) ([]zk.MultiResponse, int, error) {
+	s.stats.writes.Add(1)
 	res, err := call(ctx, func() ([]zk.MultiResponse, error) { return conn.Multi(ops...) })
 	if err == nil {
 		return res, -1, nil
@@ -710,6 +736,7 @@ func (s *Store) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 		// delivered before its answer, so the cache then reflects at least
 		// what any client wrote before this call.
 		p := s.base
+		s.stats.syncs.Add(1)
 		if _, err := call(ctx, func() (string, error) { return ss.conn.Sync(p) }); err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return wrap("sync", p, err)
 		}
@@ -739,6 +766,7 @@ func (s *Store) Initialize(ctx context.Context, sysid string, create bool) error
 	for range 3 {
 		var err error
 		if create {
+			s.stats.writes.Add(1)
 			_, err = call(ctx, func() (string, error) { return conn.Create(p, data, 0, s.acl) })
 			if errors.Is(err, zk.ErrNodeExists) {
 				return fmt.Errorf("%w: zookeeper: %s exists", dcs.ErrConflict, p)
@@ -749,6 +777,7 @@ func (s *Store) Initialize(ctx context.Context, sysid string, create bool) error
 			}
 		} else {
 			var st *zk.Stat
+			s.stats.writes.Add(1)
 			st, err = call(ctx, func() (*zk.Stat, error) { return conn.Set(p, data, -1) })
 			if err == nil {
 				s.wrote(dcs.KeyInitialize, data, st, false)
@@ -756,6 +785,7 @@ func (s *Store) Initialize(ctx context.Context, sysid string, create bool) error
 			}
 			if errors.Is(err, zk.ErrNoNode) {
 				create = true
+				s.stats.writes.Add(1)
 				_, err = call(ctx, func() (string, error) { return conn.Create(p, data, 0, s.acl) })
 				if err == nil {
 					s.wrote(dcs.KeyInitialize, nil, nil, false)
@@ -780,6 +810,7 @@ func (s *Store) CancelInitialize(ctx context.Context) error {
 	defer cancel()
 	return s.retry(ctx, "CancelInitialize", func(ss *session) error {
 		p := s.path(dcs.KeyInitialize)
+		s.stats.writes.Add(1)
 		_, err := call(ctx, func() (struct{}, error) { return struct{}{}, ss.conn.Delete(p, -1) })
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return wrap("delete", dcs.KeyInitialize, err)
@@ -930,6 +961,7 @@ func (s *Store) AcquireLeader(ctx context.Context) error {
 		conn, p := ss.conn, s.path(dcs.KeyLeader)
 		for range 3 {
 			_, err := call(ctx, func() (string, error) {
+				s.stats.writes.Add(1)
 				return conn.Create(p, []byte(s.cfg.Name), zk.FlagEphemeral, s.acl)
 			})
 			switch {
@@ -1298,6 +1330,7 @@ func (s *Store) DeleteCluster(ctx context.Context) error {
 			var walk func(p string) error
 			walk = func(p string) error {
 				kids, err := call(ctx, func() ([]string, error) {
+					s.stats.reads.Add(1)
 					kids, _, err := conn.Children(p)
 					return kids, err
 				})
