@@ -482,3 +482,42 @@ func TestACLToken(t *testing.T) {
 	_, err = anon.SetConfig(callCtx(t, 2*time.Second), []byte(`{}`), "")
 	require.ErrorIs(t, err, dcs.ErrUnavailable, "an ACL refusal is not a version conflict")
 }
+
+// spec/config.md ("consul": dc, consistency): every read mode and
+// consistency works against the agent's datacenter; an unknown datacenter
+// is dcs.ErrUnavailable.
+func TestConsistencyAndDatacenter(t *testing.T) {
+	skipShort(t)
+	agent := testutil.StartConsul(t)
+	writer := openStore(t, agent.Addr(), "modes", "w")
+	require.NoError(t, writer.TouchMember(callCtx(t, 5*time.Second), member("w", "primary")))
+	cases := []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"cache default", func(c *Config) {}},
+		{"synced consistent", func(c *Config) { c.ReadMode, c.Consistency = ReadSynced, ConsistencyConsistent }},
+		{"consistent stale", func(c *Config) { c.ReadMode, c.Consistency = ReadConsistent, ConsistencyStale }},
+		{"datacenter", func(c *Config) { c.Datacenter = "dc1" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openStore(t, agent.Addr(), "modes", "r", tc.edit)
+			testutil.SucceedsSoon(t, func() error {
+				c, err := st.Cluster(callCtx(t, 5*time.Second))
+				if err != nil {
+					return err
+				}
+				if c.Member("w") == nil {
+					return fmt.Errorf("member w not visible")
+				}
+				return nil
+			})
+		})
+	}
+	t.Run("unknown datacenter", func(t *testing.T) {
+		st := openStore(t, agent.Addr(), "modes", "r", func(c *Config) { c.Datacenter = "nowhere" })
+		_, err := st.Cluster(callCtx(t, 2*time.Second))
+		require.ErrorIs(t, err, dcs.ErrUnavailable)
+	})
+}
