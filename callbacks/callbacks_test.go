@@ -248,3 +248,28 @@ func TestSupersededBeforeStart(t *testing.T) {
 		require.Equal(t, callbacks.Stats{Fired: 3, Succeeded: 1, Killed: 2}, ex.Stats())
 	})
 }
+
+// Split never panics, and words without special characters survive a
+// join/split round trip.
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{`a 'b c' "d\"e" f\ g`, `'`, `\`, `"a\`, ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := callbacks.Split(s)
+		if err != nil {
+			return
+		}
+		var quoted []string
+		for _, w := range words {
+			quoted = append(quoted, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
+		}
+		again, err := callbacks.Split(strings.Join(quoted, " "))
+		require.NoError(t, err)
+		if len(words) == 0 {
+			require.Empty(t, again)
+			return
+		}
+		require.Equal(t, words, again)
+	})
+}
