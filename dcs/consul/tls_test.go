@@ -111,3 +111,42 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
 }
+
+// spec/config.md ("consul": cert, key): a client certificate for an agent
+// that verifies incoming HTTPS clients.
+func TestMutualTLS(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	ca, caKey := writeCA(t, dir)
+	writeServerCert(t, dir, ca, caKey) // also valid for client auth
+	https := testutil.FreePort(t)
+	testutil.StartConsulWith(t, testutil.ConsulOptions{HCL: []string{
+		fmt.Sprintf(`ports { https = %d }`, https),
+		fmt.Sprintf(`tls { defaults { ca_file = %q
+  cert_file = %q
+  key_file = %q }
+  https { verify_incoming = true } }`,
+			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")),
+	}})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(https))
+	ca1 := filepath.Join(dir, "ca.pem")
+	cases := []struct {
+		name    string
+		tls     TLSConfig
+		wantErr bool
+	}{
+		{"with client certificate", TLSConfig{CACert: ca1, Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem")}, false},
+		{"without client certificate", TLSConfig{CACert: ca1}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openStore(t, addr, "mtls", "pg0", func(c *Config) { c.Scheme, c.TLS = "https", tc.tls })
+			err := st.TouchMember(callCtx(t, 3*time.Second), member("pg0", "primary"))
+			if tc.wantErr {
+				require.ErrorIs(t, err, dcs.ErrUnavailable)
+				return
+			}
+			require.NoError(t, err)
+		})
+	}
+}
