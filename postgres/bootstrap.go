@@ -80,12 +80,17 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 			m.mu.Lock()
 			m.customRecovery = custom.RecoveryConf
 			m.mu.Unlock()
-		case !custom.KeepExistingRecoveryConf:
+		case custom.KeepExistingRecoveryConf:
+			m.mu.Lock()
+			m.keepRecovery = true
+			m.mu.Unlock()
+		default:
 			m.removeRecoveryFiles()
 		}
 		defer func() {
 			m.mu.Lock()
 			m.customRecovery = nil
+			m.keepRecovery = false
 			m.mu.Unlock()
 		}()
 	}

@@ -366,6 +366,7 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 	replica := role == RoleReplica || role == RoleStandbyLeader
 	m.mu.Lock()
 	custom := m.customRecovery
+	keep := m.keepRecovery
 	m.mu.Unlock()
 	if custom != nil && !replica {
 		// Custom bootstrap with PITR: its recovery_conf as given, hot
@@ -439,7 +440,7 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 		}
 	}
 	signalChanged := false
-	if custom == nil || replica {
+	if (custom == nil && !keep) || replica {
 		var err error
 		if signalChanged, err = m.writeSignal(replica); err != nil {
 			return ch, err
@@ -448,8 +449,10 @@ func (m *Manager) WriteConfig(ctx context.Context, role Role, up *Upstream) (Con
 	if signalChanged {
 		ch.Files = append(ch.Files, filepath.Join(m.cfg.DataDir, "standby.signal"))
 	}
-	if err := m.cleanAutoConf(); err != nil {
-		return ch, err
+	if !keep {
+		if err := m.cleanAutoConf(); err != nil {
+			return ch, err
+		}
 	}
 	if err := m.WritePgPass(up); err != nil {
 		return ch, err

@@ -76,6 +76,10 @@ type Manager struct {
 	// customRecovery is the recovery_conf of a custom bootstrap while it
 	// starts (spec/postgres.md §10); nil otherwise.
 	customRecovery map[string]string
+	// keepRecovery is set while a custom bootstrap with
+	// keep_existing_recovery_conf starts: postgresql.auto.conf and the
+	// signal files are left alone.
+	keepRecovery bool
 	// gucs maps every GUC name the server knows to its context, from
 	// postgres --describe-config; nil until loaded.
 	gucs map[string]string
