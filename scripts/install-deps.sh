@@ -74,4 +74,11 @@ fi
 "$(dirname "${BASH_SOURCE[0]}")/build-consul.sh"
 # --- end dcs/consul ---
 
+# --- dcs/kubernetes (issue 10): a kube-apiserver v1.34.4 for dcs/kubernetes' tests ---
+# Built from the Go module proxy and cached under
+# ${PGWARDEN_CACHE:-$HOME/.cache/pgwarden}/bin; a no-op once it is there. It runs
+# against Debian's etcd (etcd-server above).
+"$(dirname "${BASH_SOURCE[0]}")/build-kube-apiserver.sh"
+# --- end dcs/kubernetes ---
+
 log "done"
