@@ -510,3 +510,41 @@ func TestSteadyStateReads(t *testing.T) {
 	// read a znode that changed in between.
 	require.LessOrEqual(t, reads, 8.0, "only changed znodes are read (a full read is %d)", znodes)
 }
+
+// TestACLsOnServer writes with set_acls and auth_data: every znode the store
+// creates carries the configured ACL, a client without the credential is
+// refused, and the store itself works (spec/config.md `set_acls`,
+// `auth_data`; spec/dcs-layout.md §7).
+func TestACLsOnServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ZooKeeper")
+	}
+	t.Parallel()
+	srv := testutil.StartZooKeeper(t)
+	hosts := []string{srv.Addr()}
+	want := zk.DigestACL(zk.PermAll, "patroni", "s3cret")[0]
+	a := openStore(t, hosts, "acl", "a", func(c *Config) {
+		c.SetACLs = map[string][]string{"digest:" + want.ID: {"ALL"}}
+		c.AuthData = map[string]string{"digest": "patroni:s3cret"}
+	})
+	ctx := t.Context()
+	require.NoError(t, a.TouchMember(ctx, &dcs.Member{Name: "a", State: "running"}))
+	require.NoError(t, a.AcquireLeader(ctx))
+	_, err := a.SetConfig(ctx, []byte(`{"ttl":30}`), "")
+	require.NoError(t, err)
+	c, err := a.Cluster(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "a", c.Leader.Name)
+	require.True(t, c.Config.Valid())
+
+	authed := rawClient(t, hosts)
+	require.NoError(t, authed.AddAuth("digest", []byte("patroni:s3cret")))
+	for _, p := range []string{"/service", "/service/acl", "/service/acl/leader", "/service/acl/config",
+		"/service/acl/members/a"} {
+		acl, _, err := authed.GetACL(p)
+		require.NoError(t, err)
+		require.Equal(t, []zk.ACL{want}, acl, "every created znode carries set_acls (%s)", p)
+	}
+	_, _, err = rawClient(t, hosts).Get("/service/acl/config")
+	require.ErrorIs(t, err, zk.ErrNoAuth, "a client without the credential cannot read")
+}
