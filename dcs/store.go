@@ -58,9 +58,13 @@ var (
 type Store interface {
 	// Cluster returns a snapshot of the whole cluster. Backends with a
 	// watch-fed cache serve it from the cache, which must reflect at least
-	// every write this Store made and every change delivered by its watch.
-	// Undecodable entries degrade and are listed in Cluster.Problems; they
-	// never make Cluster fail.
+	// every write this Store made and every change delivered by its watch;
+	// another client's write may show up only after the watch delivered it
+	// (milliseconds, the same latency as Changes). Safety never rests on a
+	// fresh read: every write that decides something is conditional on the
+	// server. Stores opened without a member name (ctl) read
+	// linearizably. Undecodable entries degrade and are listed in
+	// Cluster.Problems; they never make Cluster fail.
 	Cluster(ctx context.Context) (*Cluster, error)
 
 	// Changes returns a channel that receives a value when something the HA
