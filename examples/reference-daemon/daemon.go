@@ -1,0 +1,570 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pgwarden/pgwarden/api"
+	"github.com/pgwarden/pgwarden/callbacks"
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/ha"
+	"github.com/pgwarden/pgwarden/postgres"
+)
+
+// loadConfig reads, validates and fills defaults of a daemon configuration
+// file. Every problem is reported at once, with line numbers where known.
+func loadConfig(path string) (*config.Config, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	c, warns, err := config.Load(path, os.Environ())
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	for _, w := range warns {
+		slog.Warn("config", "warning", w)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config file %s is invalid:\n%w", path, err)
+	}
+	return c.WithDefaults(), nil
+}
+
+// lockDataDir takes an exclusive lock next to the data directory (the data
+// directory itself may not exist yet, and must be empty for initdb), so a
+// second daemon configured on the same data directory refuses to start.
+func lockDataDir(dataDir string) (*os.File, error) {
+	path := filepath.Clean(dataDir) + ".pgwarden.lock"
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another daemon (lock file %s held)", dataDir, path)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return f, nil
+}
+
+func splitHostPort(s string, defPort int) (string, int, error) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return s, defPort, nil
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil {
+		return "", 0, fmt.Errorf("bad port in %q", s)
+	}
+	return s[:i], p, nil
+}
+
+func gucString(v any) string {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "on"
+		}
+		return "off"
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func pgUser(u *config.User) postgres.User {
+	if u == nil {
+		return postgres.User{}
+	}
+	out := postgres.User{Username: u.Username, Password: u.Password, SSL: map[string]string{}}
+	for k, v := range map[string]string{
+		"sslmode": u.SSLMode, "sslcert": u.SSLCert, "sslkey": u.SSLKey, "sslpassword": u.SSLPassword,
+		"sslrootcert": u.SSLRootCert, "sslcrl": u.SSLCRL, "sslcrldir": u.SSLCRLDir, "gssencmode": u.GSSEncMode,
+		"channel_binding": u.ChannelBinding, "sslnegotiation": u.SSLNegotiation,
+	} {
+		if v != "" {
+			out.SSL[k] = v
+		}
+	}
+	return out
+}
+
+// pgConfig maps the effective configuration to postgres.Config.
+func pgConfig(c *config.Config, s config.Settings, cb *callbacks.Executor, log *slog.Logger) (postgres.Config, error) {
+	p := c.PostgreSQL
+	pc := postgres.DefaultConfig()
+	pc.Name, pc.Scope = c.Name, c.Scope
+	pc.BinDir, pc.BinNames = p.BinDir, p.BinName
+	pc.DataDir, pc.ConfigDir, pc.ConfigBaseName, pc.CustomConf = p.DataDir, p.ConfigDir, p.ConfigBaseName, p.CustomConf
+	host, port, err := splitHostPort(p.Listen, 5432)
+	if err != nil {
+		return pc, fmt.Errorf("postgresql.listen: %w", err)
+	}
+	pc.ListenAddresses, pc.Port = host, port
+	pc.Database = p.Database
+	if p.PgPass != "" && !strings.HasPrefix(p.PgPass, "~") {
+		pc.PgPass = p.PgPass
+	}
+	pc.Superuser = pgUser(p.Authentication.Superuser)
+	pc.Replication = pgUser(p.Authentication.Replication)
+	pc.Rewind = pgUser(p.Authentication.Rewind)
+	pc.Parameters = map[string]string{}
+	for k, v := range c.RoleParameters("") {
+		pc.Parameters[k] = gucString(v)
+	}
+	for k, v := range p.Parameters {
+		pc.Parameters[k] = gucString(v)
+	}
+	pc.PgHBA, pc.PgIdent = p.PgHBA, p.PgIdent
+	if len(p.RecoveryConf) > 0 {
+		pc.RecoveryConf = map[string]string{}
+		for k, v := range p.RecoveryConf {
+			pc.RecoveryConf[k] = gucString(v)
+		}
+	}
+	pc.UseSlots = &s.UseSlots
+	if os.Geteuid() == 0 {
+		pc.RunAs = "postgres"
+	}
+	if p.PgCtlTimeout != nil {
+		pc.StartTimeout = time.Duration(*p.PgCtlTimeout) * time.Second
+	}
+	pc.Bootstrap.Method = c.Bootstrap.Method
+	if c.Bootstrap.InitDB != nil {
+		if pc.Bootstrap.Initdb, err = postgres.ParseOptions(c.Bootstrap.InitDB); err != nil {
+			return pc, fmt.Errorf("bootstrap.initdb: %w", err)
+		}
+	}
+	pc.Bootstrap.PostBootstrap = c.Bootstrap.PostBootstrap
+	pc.Bootstrap.PgHBA = c.Bootstrap.PgHBA
+	if len(p.CreateReplicaMethods) > 0 {
+		pc.CreateReplicaMethods = p.CreateReplicaMethods
+	}
+	if p.Basebackup != nil {
+		if pc.Basebackup, err = postgres.ParseOptions(p.Basebackup); err != nil {
+			return pc, fmt.Errorf("postgresql.basebackup: %w", err)
+		}
+	}
+	pc.UsePgRewind = s.UsePgRewind
+	if p.Rewind != nil {
+		if pc.RewindOptions, err = postgres.ParseOptions(p.Rewind); err != nil {
+			return pc, fmt.Errorf("postgresql.rewind: %w", err)
+		}
+	}
+	pc.RemoveDataDirectoryOnRewindFailure = p.RemoveDataDirectoryOnRewindFailure
+	pc.RemoveDataDirectoryOnDivergedTimelines = p.RemoveDataDirectoryOnDivergedTimelines
+	pc.PrePromote, pc.BeforeStop = p.PrePromote, p.BeforeStop
+	pc.Callbacks = cb
+	pc.Logger = log
+	return pc, nil
+}
+
+func callbackExecutor(c *config.Config, log *slog.Logger) (*callbacks.Executor, error) {
+	m := map[callbacks.Event]callbacks.Callback{}
+	for name, cmd := range c.PostgreSQL.Callbacks {
+		ev, err := callbacks.ParseEvent(name)
+		if err != nil {
+			return nil, fmt.Errorf("postgresql.callbacks.%s: %w", name, err)
+		}
+		s, err := callbacks.ParseScript(cmd)
+		if err != nil {
+			return nil, fmt.Errorf("postgresql.callbacks.%s: %w", name, err)
+		}
+		m[ev] = s
+	}
+	return callbacks.NewExecutor(callbacks.Config{Scope: c.Scope, Callbacks: m, Logger: log}), nil
+}
+
+func haConfig(c *config.Config, s config.Settings, log *slog.Logger) ha.Config {
+	h := ha.DefaultConfig()
+	h.Name = c.Name
+	h.Tags = c.Tags.Published()
+	h.TTL = time.Duration(s.TTL) * time.Second
+	h.LoopWait = time.Duration(s.LoopWait) * time.Second
+	h.RetryTimeout = time.Duration(s.RetryTimeout) * time.Second
+	h.MaximumLagOnFailover = uint64(max(s.MaximumLagOnFailover, 0))
+	h.PrimaryStartTimeout = time.Duration(s.PrimaryStartTimeout) * time.Second
+	h.CheckTimeline = true
+	switch s.SynchronousMode {
+	case config.SyncOff, "":
+	default:
+		if s.SynchronousMode == "quorum" {
+			h.SyncMode = ha.SyncQuorum
+		} else {
+			h.SyncMode = ha.SyncOn
+		}
+	}
+	h.SyncStrict = s.SynchronousModeStrict
+	h.SyncNodeCount = max(s.SynchronousNodeCount, 1)
+	h.FailsafeMode = s.FailsafeMode
+	h.UsePgRewind = s.UsePgRewind
+	h.RemoveDataDirectoryOnDivergedTimelines = c.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines
+	h.Bootstrap = true
+	if sc := s.StandbyCluster; sc != nil {
+		port, _ := strconv.Atoi(sc.Port)
+		if port == 0 {
+			port = 5432
+		}
+		h.StandbyCluster = &ha.StandbyCluster{Host: sc.Host, Port: port, RestoreCommand: sc.RestoreCommand}
+	}
+	h.Logger = log
+	return h
+}
+
+func apiURL(c *config.Config) string {
+	scheme := "http"
+	if c.RestAPI.CertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + c.RestAPI.ConnectAddress + "/patroni"
+}
+
+// daemon holds the assembled node.
+type daemon struct {
+	path   string
+	log    *slog.Logger
+	cfg    atomic.Pointer[config.Config]
+	pg     *postgres.Manager
+	node   *ha.Node
+	store  dcs.Store
+	status atomic.Pointer[api.Status]
+	stop   context.CancelFunc
+
+	mu               sync.Mutex
+	scheduledRestart *dcs.ScheduledRestart
+}
+
+// runDaemon runs one node until SIGTERM/SIGINT (clean shutdown) and
+// returns the process exit code.
+func runDaemon(path string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	slog.SetDefault(log)
+	c, err := loadConfig(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	lock, err := lockDataDir(c.PostgreSQL.DataDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	defer func() { _ = lock.Close() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serveDaemon(ctx, stop, path, c, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("daemon stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func logLevel() slog.Level {
+	for _, k := range []string{"PATRONI_LOG_LEVEL", "PGWARDEN_LOG_LEVEL"} {
+		var l slog.Level
+		if v := os.Getenv(k); v != "" && l.UnmarshalText([]byte(strings.ToUpper(strings.TrimSuffix(v, "ING")))) == nil {
+			return l
+		}
+	}
+	return slog.LevelInfo
+}
+
+func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *config.Config, log *slog.Logger) error {
+	dyn := c.BootstrapDynamic()
+	if dyn == nil {
+		dyn = config.NewDynamic()
+	}
+	settings, _ := dyn.Settings()
+	eff, _ := config.Effective(c, dyn)
+	ttl := time.Duration(settings.TTL) * time.Second
+
+	// Open the DCS, retrying with progress until it answers.
+	var h *dcsHandle
+	for attempt := 1; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, time.Duration(settings.RetryTimeout)*time.Second*3)
+		var err error
+		h, err = openDCS(octx, c, c.Name, ttl, true, log)
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Warn("DCS not reachable yet, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	defer h.Close()
+
+	cb, err := callbackExecutor(c, log)
+	if err != nil {
+		return err
+	}
+	defer cb.Close()
+	pc, err := pgConfig(eff, settings, cb, log)
+	if err != nil {
+		return err
+	}
+	m, err := postgres.New(pc)
+	if err != nil {
+		return fmt.Errorf("postgres manager: %w", err)
+	}
+	defer m.Close()
+	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind}
+
+	d := &daemon{path: path, log: log, pg: m, store: h.store, stop: stop}
+	d.cfg.Store(c)
+	tlsCfg, err := api.ServerTLSConfig(c.RestAPI)
+	if err != nil {
+		return fmt.Errorf("restapi tls: %w", err)
+	}
+	user, pass := ctlAuth(c)
+	peers := &peerProber{p: api.NewClientProber(nil, user, pass)}
+	node, err := ha.New(ha.Options{
+		Config:        haConfig(c, settings, log),
+		Store:         h.store,
+		Postgres:      adapter,
+		Peers:         peers,
+		APIURL:        apiURL(c),
+		ConnURL:       "postgres://" + c.PostgreSQL.ConnectAddress + "/postgres",
+		DynamicConfig: dyn.JSON(),
+	})
+	if err != nil {
+		return fmt.Errorf("ha node: %w", err)
+	}
+	d.node = node
+	d.refreshStatus(ctx)
+
+	handler, err := api.NewHandler(api.Config{
+		Status: d, Controller: d, DCS: h.store, RestAPI: c.RestAPI, Version: version, Logger: log,
+		DCSTimeout: time.Duration(settings.RetryTimeout) * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("rest api: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(c.RestAPI.Listen); err != nil {
+		return fmt.Errorf("restapi.listen %q: %w", c.RestAPI.Listen, err)
+	}
+
+	var wg sync.WaitGroup
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAPI()
+	apiErr := make(chan error, 1)
+	wg.Go(func() { apiErr <- api.Serve(apiCtx, c.RestAPI.Listen, handler, tlsCfg) })
+	wg.Go(func() { d.statusLoop(apiCtx, time.Duration(settings.LoopWait)*time.Second) })
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-apiCtx.Done():
+				return
+			case <-hup:
+				d.Reload(apiCtx)
+			}
+		}
+	})
+
+	nodeErr := make(chan error, 1)
+	go func() { nodeErr <- node.Run(ctx) }()
+	var runErr error
+	select {
+	case runErr = <-nodeErr:
+	case err := <-apiErr:
+		log.Error("rest api stopped", "err", err)
+		stop()
+		runErr = <-nodeErr
+		apiErr <- err
+	}
+	log.Info("HA loop stopped", "err", runErr)
+	stopAPI()
+	wg.Wait()
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+// statusLoop publishes a fresh api.Status every second and after every
+// loop, so health checks never wait on Postgres or the DCS.
+func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
+	t := time.NewTicker(min(time.Second, max(loopWait/2, 200*time.Millisecond)))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.refreshStatus(ctx)
+		}
+	}
+}
+
+func (d *daemon) refreshStatus(ctx context.Context) {
+	c := d.cfg.Load()
+	hs := d.node.Status()
+	s := api.Status{Name: c.Name, Scope: c.Scope, Tags: c.Tags.Published()}
+	if hs != nil {
+		s.State, s.Role = hs.State, hs.Role
+		s.Timeline = hs.Timeline
+		s.LeaderUntil = hs.LeaseValidUntil
+		s.DCSLastSeen = hs.UpdatedAt
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if st, err := d.pg.State(qctx); err == nil && st.Running && st.Accepting {
+		s.QueryOK = true
+		s.PostmasterStartTime = st.PostmasterStart
+		s.Timeline = st.Timeline
+		if st.InRecovery {
+			if s.Role == "" || s.Role == "primary" {
+				s.Role = "replica"
+			}
+			s.ReceivedLocation, s.ReplayedLocation = st.ReceiveLSN, st.ReplayLSN
+			s.ReplayPaused = st.ReplayPaused
+			if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" {
+				s.ReplicationState = "streaming"
+			} else {
+				s.ReplicationState = "in archive recovery"
+			}
+		} else {
+			s.Role = "primary"
+			s.XLogLocation = st.WALLSN
+		}
+		s.SystemID = st.SystemID
+		for _, r := range st.Replication {
+			s.Replication = append(s.Replication, api.Replication{
+				Usename: "", ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState,
+			})
+		}
+		if v, err := d.pg.MajorVersion(qctx); err == nil {
+			s.ServerVersion = v * 10000
+		}
+		if s.State == "" {
+			s.State = "running"
+		}
+	} else if hs != nil && hs.State == "running" {
+		s.State = "unknown"
+	}
+	if cl, err := d.store.Cluster(qctx); err == nil {
+		s.Cluster = cl
+		s.DCSLastSeen = time.Now()
+		if cl.Config != nil {
+			if dyn, err := config.ParseDynamic(cl.Config.Raw); err == nil {
+				s.Global, _ = dyn.Settings()
+			}
+		}
+	}
+	d.mu.Lock()
+	s.ScheduledRestart = d.scheduledRestart
+	d.mu.Unlock()
+	d.status.Store(&s)
+}
+
+// Status implements api.StatusSource.
+func (d *daemon) Status() api.Status {
+	if s := d.status.Load(); s != nil {
+		return *s
+	}
+	return api.Status{State: "starting"}
+}
+
+// Restart implements api.Controller.
+func (d *daemon) Restart(ctx context.Context, r api.RestartRequest) error {
+	var up *postgres.Upstream
+	if hs := d.node.Status(); hs != nil && hs.Leader != "" && hs.Role != "primary" {
+		if cl, err := d.store.Cluster(ctx); err == nil {
+			up, _ = upstreamOf(cl.Member(hs.Leader))
+		}
+	}
+	if err := d.pg.Restart(ctx, up); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	d.node.Wake()
+	return nil
+}
+
+// ScheduleRestart implements api.Controller. The schedule is published in
+// the status document; carrying it out at its time is left to a later
+// version (see the report of issue 7).
+func (d *daemon) ScheduleRestart(ctx context.Context, r api.RestartRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.scheduledRestart != nil {
+		return api.ErrRestartScheduled
+	}
+	sr := &dcs.ScheduledRestart{Role: r.Role, PostgresVersion: r.PostgresVersion}
+	if r.Schedule != nil {
+		sr.Schedule = r.Schedule.Format(time.RFC3339)
+	}
+	sr.RestartPending = r.RestartPending
+	d.scheduledRestart = sr
+	return nil
+}
+
+// CancelScheduledRestart implements api.Controller.
+func (d *daemon) CancelScheduledRestart(ctx context.Context) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	had := d.scheduledRestart != nil
+	d.scheduledRestart = nil
+	return had
+}
+
+// Reload implements api.Controller: re-read the file and reload Postgres.
+func (d *daemon) Reload(ctx context.Context) {
+	c, err := loadConfig(d.path)
+	if err != nil {
+		d.log.Error("reload: keeping the old configuration", "err", err)
+		return
+	}
+	d.cfg.Store(c)
+	params := map[string]string{}
+	for k, v := range c.PostgreSQL.Parameters {
+		params[k] = gucString(v)
+	}
+	d.pg.SetParameters(params)
+	go func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := d.pg.Reload(rctx, nil); err != nil && !errors.Is(err, postgres.ErrNotRunning) {
+			d.log.Warn("reload postgres", "err", err)
+		}
+		d.node.Wake()
+	}()
+}
+
+// Reinitialize implements api.Controller.
+func (d *daemon) Reinitialize(ctx context.Context, r api.ReinitializeRequest) error {
+	return errors.New("reinitialize is not supported by this daemon version")
+}
+
+// Failsafe implements api.Controller.
+func (d *daemon) Failsafe(ctx context.Context, r api.FailsafeRequest) (*dcs.LSN, error) {
+	return nil, errors.New("failsafe mode is not supported by this daemon version")
+}
+
+// Wake implements api.Controller.
+func (d *daemon) Wake() { d.node.Wake() }
+
+// Shutdown implements api.Controller (POST /sigterm).
+func (d *daemon) Shutdown() { d.stop() }
+

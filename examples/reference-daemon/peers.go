@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"sync"
+
+	"github.com/pgwarden/pgwarden/api"
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/ha"
+)
+
+// peerProber is the ha.Peers of the daemon: GET /patroni of each member
+// through api's prober, read as spec/rest-api.md §7 says.
+type peerProber struct {
+	p api.Prober
+}
+
+var _ ha.Peers = (*peerProber)(nil)
+
+func (pp *peerProber) Probe(ctx context.Context, members []*dcs.Member) map[string]ha.PeerStatus {
+	out := make(map[string]ha.PeerStatus, len(members))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.APIURL == "" {
+			continue
+		}
+		wg.Go(func() {
+			doc, err := pp.p.Probe(ctx, m)
+			ps := peerStatus(doc, err)
+			mu.Lock()
+			out[m.Name] = ps
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// peerStatus reads one answer (spec/rest-api.md §7): reachable when it has
+// an xlog object; not in recovery iff xlog.location is present or the role
+// is primary; a recovering node's position is max(received, replayed).
+func peerStatus(doc *api.StatusDocument, err error) ha.PeerStatus {
+	if err != nil || doc == nil || doc.XLog == nil {
+		return ha.PeerStatus{}
+	}
+	ps := ha.PeerStatus{Reachable: true, Timeline: doc.Timeline, WatchdogFailed: doc.WatchdogFailed}
+	x := doc.XLog
+	if x.Location != nil || doc.Role == "primary" || doc.Role == "master" {
+		if x.Location != nil {
+			ps.LSN = dcs.LSN(*x.Location)
+		}
+	} else {
+		ps.InRecovery = true
+		if x.ReceivedLocation != nil {
+			ps.LSN = dcs.LSN(*x.ReceivedLocation)
+		}
+		if x.ReplayedLocation != nil && dcs.LSN(*x.ReplayedLocation) > ps.LSN {
+			ps.LSN = dcs.LSN(*x.ReplayedLocation)
+		}
+	}
+	m := &dcs.Member{Tags: doc.Tags}
+	ps.NoFailover = m.NoFailover()
+	ps.Priority = m.FailoverPriority()
+	return ps
+}
+
+// Failsafe is not supported yet: report that not every member accepted, so
+// the primary demotes as it would without failsafe mode.
+func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) bool { return false }
+
+// ctlAuth returns the Basic auth for outbound REST calls: ctl.authentication,
+// else restapi.authentication.
+func ctlAuth(c *config.Config) (string, string) {
+	if a := c.Ctl.Authentication; a != nil && a.Username != "" {
+		return a.Username, a.Password
+	}
+	if a := c.RestAPI.Authentication; a != nil {
+		return a.Username, a.Password
+	}
+	return "", ""
+}

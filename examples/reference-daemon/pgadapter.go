@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/ha"
+	"github.com/pgwarden/pgwarden/postgres"
+)
+
+// pgAdapter is the ha.Postgres of the daemon: a thin translation from the
+// HA loop's small interface to postgres.Manager.
+type pgAdapter struct {
+	m    *postgres.Manager
+	name string
+
+	mu sync.Mutex
+	// upstream is the member Postgres was last configured to follow ("" =
+	// none); guarded by mu.
+	upstream string
+	// syncChangedLSN is the WAL position when synchronous_standby_names was
+	// last changed; guarded by mu.
+	syncChangedLSN dcs.LSN
+	// canRewind caches the result of the pg_rewind prerequisites check.
+	canRewind *bool
+	useRewind bool
+}
+
+var _ ha.Postgres = (*pgAdapter)(nil)
+
+func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
+	var out ha.PGState
+	out.DataDir = ha.DataPresent
+	if !p.m.IsInitialized() {
+		out.DataDir = ha.DataEmpty
+	}
+	st, err := p.m.State(ctx)
+	out.Running = st.Running
+	out.Starting = st.Starting
+	if err != nil && !st.Starting {
+		return out, fmt.Errorf("postgres state: %w", err)
+	}
+	out.SysID = st.SystemID
+	out.Timeline = st.Timeline
+	out.LSN = st.LSN()
+	out.PostmasterStart = st.PostmasterStart
+	if st.Running && st.Accepting {
+		out.Primary = !st.InRecovery
+		out.Streaming = st.WALReceiver != nil && st.WALReceiver.Status == "streaming"
+		if st.InRecovery {
+			p.mu.Lock()
+			out.Upstream = p.upstream
+			p.mu.Unlock()
+		}
+		spec, perr := postgres.ParseSyncStandbyNames(st.SynchronousStandbyNames)
+		if perr == nil && len(spec.Names) > 0 {
+			for _, n := range spec.Names {
+				if n == config.ReservedName {
+					out.SyncPlaceholder = true
+					continue
+				}
+				out.SyncStandbyNames = append(out.SyncStandbyNames, n)
+			}
+			slices.Sort(out.SyncStandbyNames)
+			out.SyncNum = max(spec.Num, 1)
+		}
+		for _, r := range st.Replication {
+			out.Replicas = append(out.Replicas, ha.ReplicaStat{
+				Name:      r.ApplicationName,
+				Streaming: r.State == "streaming",
+				SyncState: r.SyncState,
+				LSN:       r.FlushLSN,
+			})
+		}
+		if out.Primary {
+			if slots, serr := p.m.Slots(ctx); serr == nil {
+				for _, s := range slots {
+					if s.Type == "physical" {
+						out.Slots = append(out.Slots, s.Name)
+					}
+				}
+			}
+		}
+	}
+	if c := st.Control; c != nil {
+		if out.SysID == "" {
+			out.SysID = c.SystemID
+		}
+		out.CleanShutdown = c.CleanShutdown()
+		out.WasPrimary = c.State == "in production" || (c.State == "shut down" && !st.StandbySignal)
+		if out.Timeline == 0 {
+			out.Timeline = c.CheckpointTimeline
+		}
+		if out.LSN == 0 {
+			out.LSN = c.CheckpointLSN
+		}
+	} else if !st.Running {
+		// Nothing to read: an empty or unreadable data directory.
+		out.CleanShutdown = true
+	}
+	p.mu.Lock()
+	out.SyncChangedLSN = p.syncChangedLSN
+	p.mu.Unlock()
+	out.CanRewind = p.rewindPossible(ctx)
+	return out, nil
+}
+
+func (p *pgAdapter) rewindPossible(ctx context.Context) bool {
+	if !p.useRewind {
+		return false
+	}
+	p.mu.Lock()
+	c := p.canRewind
+	p.mu.Unlock()
+	if c != nil {
+		return *c
+	}
+	ok := p.m.CanRewind(ctx) == nil
+	p.mu.Lock()
+	p.canRewind = &ok
+	p.mu.Unlock()
+	return ok
+}
+
+func (p *pgAdapter) setUpstream(name string) {
+	p.mu.Lock()
+	p.upstream = name
+	p.mu.Unlock()
+}
+
+func upstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
+	if m == nil {
+		return nil, nil
+	}
+	up, err := postgres.UpstreamFromMember(m)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", m.Name, err)
+	}
+	if m.NoStream() {
+		up.NoStream = true
+	}
+	return &up, nil
+}
+
+func (p *pgAdapter) Bootstrap(ctx context.Context) error {
+	if err := p.m.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := p.m.PostBootstrap(ctx); err != nil {
+		return fmt.Errorf("post-bootstrap: %w", err)
+	}
+	p.setUpstream("")
+	return nil
+}
+
+func (p *pgAdapter) CreateReplica(ctx context.Context, from *dcs.Member) error {
+	up, err := upstreamOf(from)
+	if err != nil {
+		return err
+	}
+	if err := p.m.CreateReplica(ctx, up); err != nil {
+		return fmt.Errorf("create replica: %w", err)
+	}
+	return nil
+}
+
+func (p *pgAdapter) Start(ctx context.Context, primary bool, upstream *dcs.Member) error {
+	opts := postgres.StartOptions{Role: postgres.RoleReplica}
+	if primary {
+		opts.Role = postgres.RolePrimary
+	} else {
+		up, err := upstreamOf(upstream)
+		if err != nil {
+			return err
+		}
+		opts.Upstream = up
+	}
+	if err := p.m.Start(ctx, opts); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	if !primary && upstream != nil {
+		p.setUpstream(upstream.Name)
+	} else {
+		p.setUpstream("")
+	}
+	return nil
+}
+
+func (p *pgAdapter) Stop(ctx context.Context, immediate bool) error {
+	opts := postgres.StopOptions{Mode: postgres.StopFast}
+	if immediate {
+		opts.Mode = postgres.StopImmediate
+	}
+	if err := p.m.Stop(ctx, opts); err != nil {
+		return fmt.Errorf("stop postgres: %w", err)
+	}
+	return nil
+}
+
+func (p *pgAdapter) Promote(ctx context.Context) error {
+	if err := p.m.Promote(ctx); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	p.setUpstream("")
+	return nil
+}
+
+func (p *pgAdapter) Follow(ctx context.Context, upstream *dcs.Member) error {
+	var up postgres.Upstream
+	if upstream != nil {
+		u, err := upstreamOf(upstream)
+		if err != nil {
+			return err
+		}
+		up = *u
+	}
+	if _, err := p.m.Follow(ctx, up); err != nil {
+		return fmt.Errorf("follow: %w", err)
+	}
+	if upstream != nil {
+		p.setUpstream(upstream.Name)
+	} else {
+		p.setUpstream("")
+	}
+	return nil
+}
+
+// errRunning is returned by Diverged for a running server: the check reads
+// pg_controldata of a stopped data directory.
+var errRunning = errors.New("postgres is running")
+
+func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
+	if p.m.IsRunning() {
+		return false, errRunning
+	}
+	up, err := upstreamOf(leader)
+	if err != nil || up == nil {
+		return false, fmt.Errorf("diverged: %w", err)
+	}
+	d, err := p.m.NeedsRewind(ctx, *up)
+	if err != nil {
+		return false, fmt.Errorf("diverged: %w", err)
+	}
+	return d, nil
+}
+
+func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {
+	up, err := upstreamOf(leader)
+	if err != nil || up == nil {
+		return fmt.Errorf("rewind: %w", err)
+	}
+	if err := p.m.Rewind(ctx, *up); err != nil {
+		return fmt.Errorf("rewind: %w", err)
+	}
+	return nil
+}
+
+func (p *pgAdapter) CrashRecovery(ctx context.Context) error {
+	if err := p.m.CrashRecovery(ctx); err != nil {
+		return fmt.Errorf("crash recovery: %w", err)
+	}
+	return nil
+}
+
+func (p *pgAdapter) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandbyNames) error {
+	spec := postgres.SyncSpec{Quorum: s.Quorum, Num: s.Num}
+	if s.Names != "" {
+		spec.Names = strings.Split(s.Names, ",")
+	}
+	if s.Placeholder {
+		spec.Names = append(spec.Names, config.ReservedName)
+	}
+	changed, err := p.m.SetSynchronousStandbyNames(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("set synchronous_standby_names: %w", err)
+	}
+	if changed {
+		if st, err := p.m.State(ctx); err == nil {
+			p.mu.Lock()
+			p.syncChangedLSN = st.LSN()
+			p.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func (p *pgAdapter) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error) {
+	st, err := p.m.State(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("timeline history: %w", err)
+	}
+	entries, err := p.m.TimelineHistory(st.Timeline)
+	if err != nil {
+		return nil, fmt.Errorf("timeline history %d: %w", st.Timeline, err)
+	}
+	lines := make([]dcs.HistoryLine, 0, len(entries))
+	for _, e := range entries {
+		lines = append(lines, dcs.HistoryLine{Timeline: e.Timeline, LSN: e.SwitchLSN, Reason: e.Reason})
+	}
+	if n := len(lines); n > 0 {
+		lines[n-1].Timestamp = time.Now().Format("2006-01-02T15:04:05.000000-07:00")
+		lines[n-1].NewLeader = p.name
+	}
+	return lines, nil
+}
+
+func (p *pgAdapter) SyncSlots(ctx context.Context, names []string) error {
+	want := make([]postgres.Slot, 0, len(names))
+	for _, n := range names {
+		want = append(want, postgres.Slot{Name: n, Type: "physical"})
+	}
+	if _, err := p.m.EnsureSlots(ctx, want); err != nil {
+		return fmt.Errorf("sync slots: %w", err)
+	}
+	return nil
+}
