@@ -264,6 +264,21 @@ func (n *Node) CanAcceptWrites(now time.Time) bool {
 
 func (n *Node) settings() Settings { return effective(n.cfg, n.lastConfig) }
 
+// refreshing is called before every call that refreshes this member's
+// lease (TouchMember, AcquireLeader, TakeLeader, UpdateLeader), whatever
+// its outcome: if the DCS applies it, the lease then ends at the latest
+// at issue time + the current ttl, which is earlier than what we believed
+// when ttl was lowered since the last renewal. Keeping the earlier bound
+// means the belief never outlives the DCS's lease.
+func (n *Node) refreshing(now time.Time, ttl time.Duration) {
+	if !n.lease.Held {
+		return
+	}
+	if now.Add(ttl).Before(n.lease.RenewedAt.Add(n.lease.TTL)) {
+		n.lease.RenewedAt, n.lease.TTL = now, ttl
+	}
+}
+
 // Run runs the loop until ctx is cancelled, then shuts down cleanly: a
 // primary stops Postgres and releases the leader key at once so that a
 // replica takes over without waiting for ttl.
@@ -488,6 +503,7 @@ func (n *Node) finish(ctx context.Context, o Observation, d Decision, pg PGState
 		if pg2, err := n.opts.Postgres.State(cctx); err == nil {
 			pg = pg2
 		}
+		n.refreshing(n.clk.Now(), n.settings().TTL)
 		_ = n.opts.Store.TouchMember(cctx, n.member(pg, d))
 		cancel()
 		n.firstCycle = false
@@ -611,11 +627,13 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 	now := n.clk.Now()
 	switch a := a.(type) {
 	case AcquireLeader:
+		n.refreshing(now, s.TTL)
 		if err := st.AcquireLeader(dctx); err != nil {
 			return fmt.Errorf("acquire leader key: %w", err)
 		}
 		n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
 	case TakeLeader:
+		n.refreshing(now, s.TTL)
 		if err := st.TakeLeader(dctx); err != nil {
 			return fmt.Errorf("take leader key: %w", err)
 		}
@@ -635,6 +653,7 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 			}
 			u.Failsafe = fs
 		}
+		n.refreshing(now, s.TTL)
 		if err := st.UpdateLeader(dctx, u); err != nil {
 			if errors.Is(err, dcs.ErrLeaderLost) {
 				n.lease = Lease{}
