@@ -239,6 +239,17 @@ func (s *Store) begin(ctx context.Context, op string, needMember bool) error {
 	return nil
 }
 
+// ready waits until the caches are fed, for writes that decide from them.
+func (s *Store) ready(ctx context.Context, op string) error {
+	if err := s.waitReady(ctx); err != nil {
+		if s.closed.Load() {
+			return dcs.ErrClosed
+		}
+		return fmt.Errorf("%w: kubernetes: %s: watch not established: %w", dcs.ErrUnavailable, op, err)
+	}
+	return nil
+}
+
 // withDeadline applies RetryTimeout to a ctx without a deadline.
 func (s *Store) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

@@ -240,6 +240,9 @@ func (s *Store) AcquireLeader(ctx context.Context) error {
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
+	if err := s.ready(ctx, "acquire leader"); err != nil {
+		return err
+	}
 	if err := s.acquire(ctx, false); err != nil {
 		return s.mapErr("acquire leader", err)
 	}
@@ -254,6 +257,9 @@ func (s *Store) TakeLeader(ctx context.Context) error {
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
+	if err := s.ready(ctx, "take leader"); err != nil {
+		return err
+	}
 	if err := s.acquire(ctx, true); err != nil {
 		return s.mapErr("take leader", err)
 	}
@@ -343,6 +349,9 @@ func (s *Store) UpdateLeader(ctx context.Context, u dcs.LeaderUpdate) error {
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
+	if err := s.ready(ctx, "update leader"); err != nil {
+		return err
+	}
 	for range maxConflicts {
 		s.mu.Lock()
 		cur, live := s.liveLeaderLocked()
@@ -414,6 +423,9 @@ func (s *Store) ReleaseLeader(ctx context.Context, last *dcs.Status) error {
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
+	if err := s.ready(ctx, "release leader"); err != nil {
+		return err
+	}
 	cur := s.cached(s.names.leader)
 	for range maxConflicts {
 		if h, _ := cur.get(annLeader); h != s.cfg.Name {
@@ -509,6 +521,9 @@ func (s *Store) Initialize(ctx context.Context, sysid string, create bool) error
 	if !create {
 		_, err := s.write(ctx, s.names.config, c, true)
 		return s.mapErr("initialize", err)
+	}
+	if err := s.ready(ctx, "initialize"); err != nil {
+		return err
 	}
 	cur := s.cached(s.names.config)
 	fetched := false
@@ -610,6 +625,11 @@ func (s *Store) fence(ctx context.Context, op string) error {
 	}
 	if s.cfg.Name == "" {
 		return dcs.ErrNoMember
+	}
+	ctx, cancel := s.withDeadline(ctx)
+	defer cancel()
+	if err := s.ready(ctx, op); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	holds := s.holdsLeaderLocked()
@@ -805,6 +825,9 @@ func (s *Store) TouchMember(ctx context.Context, m *dcs.Member) error {
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
+	if err := s.ready(ctx, "touch member"); err != nil {
+		return err
+	}
 	st := memberState{status: string(dcs.EncodeMember(m)), role: m.Role, state: m.State}
 	s.touchMu.Lock()
 	defer s.touchMu.Unlock()
