@@ -545,26 +545,35 @@ func testOutage(t *testing.T, e *env) {
 
 	down := time.Now()
 	e.k.Kill()
-	for _, c := range []struct {
+	calls := []struct {
 		name string
 		call func(context.Context) error
 	}{
 		{"UpdateLeader", func(ctx context.Context) error { return m1.UpdateLeader(ctx, dcs.LeaderUpdate{}) }},
 		{"TouchMember", func(ctx context.Context) error { return m2.TouchMember(ctx, member("m2", "replica")) }},
 		{"Cluster", func(ctx context.Context) error {
-			// The watch notices the cut at once; Cluster waits for it to
-			// come back until the deadline.
+			// The watch notices the cut at once; Cluster then waits for it
+			// to come back until the deadline.
 			time.Sleep(200 * time.Millisecond)
 			_, err := m2.Cluster(ctx)
 			return err
 		}},
-	} {
-		start := time.Now()
-		err := c.call(ctx())
-		took := time.Since(start)
-		t.Logf("API server down: %s failed after %s: %v", c.name, took.Round(time.Millisecond), err)
-		require.ErrorIs(t, err, dcs.ErrUnavailable, "%s while the API server is down", c.name)
-		require.Less(t, took, retryTimeout+time.Second, "%s returns by its deadline", c.name)
+	}
+	errs := make([]error, len(calls))
+	took := make([]time.Duration, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Go(func() {
+			start := time.Now()
+			errs[i] = c.call(ctx())
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, c := range calls {
+		t.Logf("API server down: %s failed after %s (retry_timeout %s): %v", c.name, took[i].Round(time.Millisecond), retryTimeout, errs[i])
+		require.ErrorIs(t, errs[i], dcs.ErrUnavailable, "%s while the API server is down", c.name)
+		require.Less(t, took[i], retryTimeout+time.Second, "%s returns by its deadline", c.name)
 	}
 	time.Sleep(time.Until(down.Add(5 * time.Second)))
 	require.NoError(t, e.k.Start(), "restart the API server")
