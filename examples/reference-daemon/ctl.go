@@ -532,7 +532,7 @@ func (x *ctl) showConfig(argv []string) error {
 	if cl.Config == nil {
 		return nil
 	}
-	out, err := dumpYAML(cl.Config.Data)
+	out, err := dumpYAML(cloneAny(cl.Config.Data))
 	if err != nil {
 		return err
 	}
@@ -562,8 +562,11 @@ func (x *ctl) editConfig(argv []string) error {
 	if cl.Config == nil {
 		return fail("The config key does not exist in the cluster %s", x.cfg.Scope)
 	}
-	before := cloneAny(cl.Config.Data).(map[string]any)
-	after := cloneAny(cl.Config.Data).(map[string]any)
+	before, _ := cloneAny(cl.Config.Data).(map[string]any)
+	after, _ := cloneAny(cl.Config.Data).(map[string]any)
+	if before == nil {
+		before, after = map[string]any{}, map[string]any{}
+	}
 	if f := a.get("replace"); f != "" {
 		m, err := readYAMLFile(f, x.in)
 		if err != nil {

@@ -239,6 +239,7 @@ type daemon struct {
 	log    *slog.Logger
 	cfg    atomic.Pointer[config.Config]
 	pg     *postgres.Manager
+	pga    *pgAdapter
 	node   *ha.Node
 	store  dcs.Store
 	status atomic.Pointer[api.Status]
@@ -327,8 +328,15 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	}
 	defer m.Close()
 	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind}
+	adapter.history = func(ctx context.Context) (*dcs.TimelineHistory, error) {
+		cl, err := h.store.Cluster(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read history: %w", err)
+		}
+		return cl.History, nil
+	}
 
-	d := &daemon{path: path, log: log, pg: m, store: h.store, stop: stop}
+	d := &daemon{path: path, log: log, pg: m, pga: adapter, store: h.store, stop: stop}
 	d.cfg.Store(c)
 	tlsCfg, err := api.ServerTLSConfig(c.RestAPI)
 	if err != nil {
@@ -433,7 +441,7 @@ func (d *daemon) refreshStatus(ctx context.Context) {
 	if st, err := d.pg.State(qctx); err == nil && st.Running && st.Accepting {
 		s.QueryOK = true
 		s.PostmasterStartTime = st.PostmasterStart
-		s.Timeline = st.Timeline
+		s.Timeline = d.pga.replicaTimeline(st)
 		if st.InRecovery {
 			if s.Role == "" || s.Role == "primary" {
 				s.Role = "replica"

@@ -31,6 +31,35 @@ type pgAdapter struct {
 	// canRewind caches the result of the pg_rewind prerequisites check.
 	canRewind *bool
 	useRewind bool
+
+	// tlPostmaster and tlSeen remember the highest timeline observed in
+	// recovery for one postmaster incarnation; guarded by mu. See
+	// replicaTimeline.
+	tlPostmaster time.Time
+	tlSeen       int
+
+	// history reads the cluster's timeline history (the leader's history
+	// file as published in the DCS); used to check a running replica.
+	history func(ctx context.Context) (*dcs.TimelineHistory, error)
+}
+
+// replicaTimeline returns st's timeline, never lower than one already seen
+// by the same postmaster while in recovery. postgres.State takes a replica's
+// timeline from its WAL receiver, else from the last checkpoint; while the
+// receiver is down (the primary is switching over) the checkpoint's older
+// timeline would make a healthy candidate look behind the cluster. A
+// replica's timeline never goes back while its postmaster runs.
+func (p *pgAdapter) replicaTimeline(st postgres.State) int {
+	if !st.InRecovery || st.PostmasterStart.IsZero() {
+		return st.Timeline
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !st.PostmasterStart.Equal(p.tlPostmaster) {
+		p.tlPostmaster, p.tlSeen = st.PostmasterStart, 0
+	}
+	p.tlSeen = max(p.tlSeen, st.Timeline)
+	return p.tlSeen
 }
 
 var _ ha.Postgres = (*pgAdapter)(nil)
@@ -48,7 +77,7 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 		return out, fmt.Errorf("postgres state: %w", err)
 	}
 	out.SysID = st.SystemID
-	out.Timeline = st.Timeline
+	out.Timeline = p.replicaTimeline(st)
 	out.LSN = st.LSN()
 	out.PostmasterStart = st.PostmasterStart
 	if st.Running && st.Accepting {
@@ -232,23 +261,51 @@ func (p *pgAdapter) Follow(ctx context.Context, upstream *dcs.Member) error {
 	return nil
 }
 
-// errRunning is returned by Diverged for a running server: the check reads
-// pg_controldata of a stopped data directory.
-var errRunning = errors.New("postgres is running")
+// errUnknown is returned by Diverged when the answer cannot be known yet
+// (no history published for the leader's timeline).
+var errUnknown = errors.New("divergence unknown")
 
+// Diverged checks a stopped data directory with pg_controldata against the
+// leader (postgres.Manager.NeedsRewind). For a running replica it compares
+// its timeline and position with the leader's timeline history published in
+// the DCS, which is what the leader's history file holds.
 func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
-	if p.m.IsRunning() {
-		return false, errRunning
-	}
 	up, err := upstreamOf(leader)
 	if err != nil || up == nil {
 		return false, fmt.Errorf("diverged: %w", err)
 	}
-	d, err := p.m.NeedsRewind(ctx, *up)
+	if !p.m.IsRunning() {
+		d, err := p.m.NeedsRewind(ctx, *up)
+		if err != nil {
+			return false, fmt.Errorf("diverged: %w", err)
+		}
+		return d, nil
+	}
+	st, err := p.m.State(ctx)
 	if err != nil {
 		return false, fmt.Errorf("diverged: %w", err)
 	}
-	return d, nil
+	if !st.InRecovery || leader.Timeline == nil || p.history == nil {
+		return false, errUnknown
+	}
+	localTL, leaderTL := p.replicaTimeline(st), *leader.Timeline
+	if localTL == leaderTL {
+		return false, nil
+	}
+	h, err := p.history(ctx)
+	if err != nil {
+		return false, fmt.Errorf("diverged: %w", err)
+	}
+	var entries []postgres.HistoryEntry
+	if h != nil {
+		for _, l := range h.Lines {
+			entries = append(entries, postgres.HistoryEntry{Timeline: l.Timeline, SwitchLSN: l.LSN, Reason: l.Reason})
+		}
+	}
+	if localTL < leaderTL && (len(entries) == 0 || entries[len(entries)-1].Timeline < leaderTL-1) {
+		return false, errUnknown
+	}
+	return postgres.Diverged(localTL, st.LSN(), leaderTL, entries), nil
 }
 
 func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {

@@ -428,8 +428,14 @@ func cloneAny(v any) any {
 			s[i] = cloneAny(e)
 		}
 		return s
-	case nil:
-		return map[string]any{}
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		if f, err := x.Float64(); err == nil {
+			return f
+		}
+		return x.String()
 	}
 	return v
 }
