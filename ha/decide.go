@@ -638,6 +638,14 @@ func (x *cycle) enforcePrimary(noAction, promoted string) Decision {
 	if x.syncActive() && !x.quorumSync() && !x.inSync(x.me) {
 		return Decision{Actions: append(acts, ReleaseLeader{}), Message: "Not promoting self because I am not in the synchronous standby set"}
 	}
+	// Nor beyond the lag limit, unless the operator named me.
+	if x.hasLock() {
+		f := x.c.Failover
+		named := f != nil && f.Candidate == x.me
+		if st := x.c.Status.LastLSN; !named && st > x.pg.LSN && uint64(st-x.pg.LSN) > x.s.MaximumLagOnFailover {
+			return Decision{Actions: append(acts, ReleaseLeader{}), Message: "Not promoting self because my WAL position is too far behind the last leader position"}
+		}
+	}
 	pre, ok := x.prePromoteSync()
 	if !ok {
 		return Decision{Actions: acts, Message: "Postponing promotion because synchronous replication state was updated by somebody else"}
