@@ -575,4 +575,3 @@ func (d *daemon) Wake() { d.node.Wake() }
 
 // Shutdown implements api.Controller (POST /sigterm).
 func (d *daemon) Shutdown() { d.stop() }
-

@@ -562,4 +562,3 @@ func unifiedDiff(a, b string) string {
 	}
 	return out.String()
 }
-

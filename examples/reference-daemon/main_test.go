@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgwarden/pgwarden/api"
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
+)
+
+func lsn(v uint64) *dcs.LSN { l := dcs.LSN(v); return &l }
+func intp(v int) *int       { return &v }
+
+func sampleCluster() *dcs.Cluster {
+	leader := &dcs.Member{Name: "postgresql0", ConnURL: "postgres://127.0.0.1:5432/postgres", APIURL: "http://127.0.0.1:8008/patroni",
+		State: "running", Role: "primary", Timeline: intp(5), XLogLocation: lsn(0x40004E8)}
+	r1 := &dcs.Member{Name: "postgresql1", ConnURL: "postgres://127.0.0.1:5433/postgres", APIURL: "http://127.0.0.1:8009/patroni",
+		State: "running", Role: "replica", Timeline: intp(5), ReplicationState: "streaming",
+		XLogLocation: lsn(0x40004E8), ReceiveLSN: lsn(0x40004E8), ReplayLSN: lsn(0x40004E8)}
+	r2 := &dcs.Member{Name: "postgresql2", ConnURL: "postgres://127.0.0.1:5434/postgres", APIURL: "http://127.0.0.1:8010/patroni",
+		State: "running", Role: "replica", Timeline: intp(5), ReplicationState: "streaming",
+		Tags: map[string]any{"nofailover": true}}
+	return &dcs.Cluster{
+		Initialize: &dcs.Initialize{SystemID: "7277694203142172922"},
+		Leader:     &dcs.Leader{Name: "postgresql0", Member: leader},
+		Status:     dcs.Status{LastLSN: 0x40004E8},
+		Members:    []*dcs.Member{leader, r1, r2},
+	}
+}
+
+// spec/patronictl.md §2: title with the system id, host:port when ports
+// differ from 5432, Leader/Replica roles, LSNs right aligned, lag in MB,
+// "unknown" for unreported LSNs, optional columns when a member has tags.
+func TestClusterTablePretty(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, printCluster(&b, sampleCluster(), "batman", "pretty", false))
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	require.True(t, strings.HasPrefix(lines[0], "+ Cluster: batman (7277694203142172922) -"), lines[0])
+	require.Contains(t, lines[1], "| Member      | Host           | Role    | State     | TL | Receive LSN | Lag | Replay LSN | Lag | Pending restart |")
+	require.Contains(t, out, "| postgresql0 | 127.0.0.1:5432 | Leader  | running   |  5 |             |     |            |     |")
+	require.Contains(t, out, "| postgresql1 | 127.0.0.1:5433 | Replica | streaming |  5 |   0/40004E8 |   0 |  0/40004E8 |   0 |")
+	require.Contains(t, out, "|     unknown |     |    unknown |     |")
+	require.Contains(t, out, "nofailover: true")
+}
+
+// spec/patronictl.md §2: json keeps Receive Lag/Replay Lag distinct and
+// omits empty values.
+func TestClusterTableJSON(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, printCluster(&b, sampleCluster(), "batman", "json", false))
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal(b.Bytes(), &rows))
+	require.Len(t, rows, 3)
+	require.Equal(t, "Leader", rows[0]["Role"])
+	require.NotContains(t, rows[0], "Receive LSN")
+	require.Equal(t, "0/40004E8", rows[1]["Receive LSN"])
+	require.EqualValues(t, 0, rows[1]["Receive Lag"])
+	require.Equal(t, "batman", rows[1]["Cluster"])
+}
+
+// spec/patronictl.md §3.2: topology indents followers under the leader.
+func TestTopology(t *testing.T) {
+	cl := sampleCluster()
+	cl.Members[2].Tags = map[string]any{"replicatefrom": "postgresql1"}
+	var b bytes.Buffer
+	require.NoError(t, printCluster(&b, cl, "batman", "topology", false))
+	out := b.String()
+	i0 := strings.Index(out, "| postgresql0")
+	i1 := strings.Index(out, "| + postgresql1")
+	i2 := strings.Index(out, "|   + postgresql2")
+	require.True(t, i0 > 0 && i1 > i0 && i2 > i1, out)
+}
+
+// spec/patronictl.md §3.3: a nonexistent or nofailover candidate is refused
+// before anything is sent; the exit code is 1 and the message exact.
+func TestSwitchoverCandidateValidation(t *testing.T) {
+	tests := []struct {
+		name, candidate, want string
+	}{
+		{"nonexistent", "nobody", "Member nobody does not exist in cluster batman or is tagged as nofailover"},
+		{"nofailover", "postgresql2", "Member postgresql2 does not exist in cluster batman or is tagged as nofailover"},
+		{"leader", "postgresql0", "Member postgresql0 is already the leader of cluster batman"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			x := &ctl{cfg: &config.Config{Scope: "batman"}, out: &out, in: nil}
+			x.h = &dcsHandle{store: fixedStore{cl: sampleCluster()}}
+			err := x.switchover([]string{"--candidate", tc.candidate, "--force"}, false)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+}
+
+// spec/patronictl.md §1: --dcs-url schemes, default ports, namespace.
+func TestApplyDCSURL(t *testing.T) {
+	tests := []struct {
+		name, url, wantErr string
+		check              func(t *testing.T, c *config.Config)
+	}{
+		{name: "etcd default", url: "localhost", check: func(t *testing.T, c *config.Config) {
+			require.Equal(t, "localhost:2379", c.Etcd3.Host)
+		}},
+		{name: "etcd3 with namespace", url: "etcd3://10.0.0.1:2389/ns", check: func(t *testing.T, c *config.Config) {
+			require.Equal(t, "10.0.0.1:2389", c.Etcd3.Host)
+			require.Equal(t, "/ns", c.Namespace)
+		}},
+		{name: "consul guessed from port", url: "h:8500", check: func(t *testing.T, c *config.Config) {
+			require.Nil(t, c.Etcd3)
+			require.Equal(t, "h:8500", c.Consul.Host)
+		}},
+		{name: "zookeeper", url: "zookeeper://z", check: func(t *testing.T, c *config.Config) {
+			require.Equal(t, []string{"z:2181"}, c.ZooKeeper.Hosts)
+		}},
+		{name: "unknown scheme", url: "foo://x", wantErr: "Unknown dcs scheme: foo"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &config.Config{Raft: &config.Raft{}}
+			err := applyDCSURL(c, tc.url)
+			if tc.wantErr != "" {
+				require.EqualError(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Nil(t, c.Raft)
+			tc.check(t, c)
+		})
+	}
+}
+
+// spec/patronictl.md §3.10: -s dotted paths, GUC names with dots, null
+// removes and prunes emptied parents, malformed pairs are refused.
+func TestSetPath(t *testing.T) {
+	m := map[string]any{"postgresql": map[string]any{"parameters": map[string]any{"a": 1}}}
+	require.NoError(t, setPath(m, "ttl=40", "ttl=40"))
+	require.NoError(t, setPath(m, "postgresql.parameters.pg_stat_statements.max=100", ""))
+	require.NoError(t, setPath(m, "postgresql.parameters.a=null", ""))
+	require.Equal(t, map[string]any{"ttl": 40, "postgresql": map[string]any{"parameters": map[string]any{"pg_stat_statements.max": 100}}}, m)
+	require.NoError(t, setPath(m, "postgresql.parameters.pg_stat_statements.max=null", ""))
+	require.Equal(t, map[string]any{"ttl": 40}, m)
+	require.EqualError(t, setPath(m, "novalue", "novalue"), "Invalid parameter setting novalue")
+}
+
+// spec/rest-api.md §7: a peer is reachable with an xlog object; not in
+// recovery iff xlog.location or role primary; a replica's position is
+// max(received, replayed).
+func TestPeerStatus(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	tests := []struct {
+		name string
+		doc  *api.StatusDocument
+		want bool
+		rec  bool
+		lsn  dcs.LSN
+	}{
+		{name: "no xlog", doc: &api.StatusDocument{Role: "replica"}},
+		{name: "primary", doc: &api.StatusDocument{Role: "primary", XLog: &api.XLog{Location: u(100)}}, want: true, lsn: 100},
+		{name: "replica", doc: &api.StatusDocument{Role: "replica", XLog: &api.XLog{ReceivedLocation: u(90), ReplayedLocation: u(95)}}, want: true, rec: true, lsn: 95},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := peerStatus(tc.doc, nil)
+			require.Equal(t, tc.want, ps.Reachable)
+			require.Equal(t, tc.rec, ps.InRecovery)
+			require.Equal(t, tc.lsn, ps.LSN)
+		})
+	}
+}
+
+// Issue 7 acceptance: a second daemon on the same data directory is
+// refused.
+func TestLockDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	f, err := lockDataDir(dir)
+	require.NoError(t, err)
+	_, err = lockDataDir(dir)
+	require.ErrorContains(t, err, "in use by another daemon")
+	require.NoError(t, f.Close())
+	f, err = lockDataDir(dir)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+// Issue 7 acceptance: a missing file and bad YAML give a clear error (with
+// the line number for YAML).
+func TestLoadConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("scope: x\nname: a\nrestapi:\n  listen: [1\n"), 0o600))
+	tests := []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "none.yml"), "no such file"},
+		{"bad yaml", bad, "line"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(tc.path)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	require.Equal(t, 1, run([]string{filepath.Join(dir, "none.yml")}))
+}
