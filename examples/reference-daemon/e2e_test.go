@@ -80,7 +80,11 @@ func primaryOf(ctx context.Context, c *testutil.DaemonCluster, skip map[int]bool
 // replicas by GET /patroni, a row written on the primary visible on the
 // replicas; then kill -9 of the primary's daemon and postmaster together
 // gives a new primary (GET /primary 200) holding the row, and ctl list
-// shows it as Leader (spec/patronictl.md §2).
+// shows it as Leader (spec/patronictl.md §2). The crashed node, started
+// again, rejoins as a streaming replica (pg_rewind) with the rows written
+// after the crash; ctl switchover refuses an unknown candidate without
+// changing anything (spec/patronictl.md §3.3) and switches over to the
+// rejoined node.
 func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and daemon processes")
@@ -162,5 +166,48 @@ func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("%s missing from ctl list:\n%s", np.Name, out)
+	})
+
+	// The old primary rejoins as a replica of the new one.
+	p.Start(t)
+	testutil.SucceedsWithin(t, 90*time.Second, func() error {
+		doc, err := p.Patroni(ctx)
+		if err != nil {
+			return err
+		}
+		if doc["role"] != "replica" || doc["replication_state"] != "streaming" {
+			return fmt.Errorf("%s: role %v state %v replication %v", p.Name, doc["role"], doc["state"], doc["replication_state"])
+		}
+		got, err := pgCount(ctx, p.PGPort, "SELECT count(*) FROM e2e WHERE v = 43")
+		if err != nil {
+			return err
+		}
+		if got != 1 {
+			return fmt.Errorf("%s has not replayed the row written after the crash", p.Name)
+		}
+		return nil
+	})
+
+	// A switchover to a member that does not exist changes nothing.
+	out, err = c.Ctl(ctx, "switchover", "--candidate", "nobody", "--force")
+	require.Error(t, err)
+	require.Contains(t, out, "Error: Member nobody does not exist in cluster e2e or is tagged as nofailover")
+	code, _, err := np.Get(ctx, "/primary")
+	require.NoError(t, err)
+	require.Equal(t, 200, code)
+
+	// Switch back to the rejoined node.
+	start := time.Now()
+	out, err = c.Ctl(ctx, "switchover", "--candidate", p.Name, "--force")
+	took := time.Since(start)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "Successfully switched over to")
+	t.Logf("ctl switchover command time: %.2f s", took.Seconds())
+	fmt.Printf("e2e: switchover command time %.2f s\n", took.Seconds())
+	testutil.SucceedsWithin(t, 60*time.Second, func() error {
+		if code, _, err := p.Get(ctx, "/primary"); err != nil || code != 200 {
+			return fmt.Errorf("%s: GET /primary = %d, %v", p.Name, code, err)
+		}
+		return pgExec(ctx, p.PGPort, "INSERT INTO e2e VALUES (44)")
 	})
 }
