@@ -344,8 +344,20 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	}
 	user, pass := ctlAuth(c)
 	peers := &peerProber{p: api.NewClientProber(nil, user, pass)}
+	hc := haConfig(c, settings, log)
+	wd, wdMode := newWatchdog(c.Watchdog, settings, log)
+	hc.Watchdog = wdMode
+	var watchdog ha.Watchdog
+	switch {
+	case wd == nil:
+	case wdMode == ha.WatchdogAutomatic && !wd.Usable():
+		log.Info("watchdog not used (mode automatic)", "device", wd.device, "timeout", wd.timeout)
+	default:
+		watchdog = wd
+	}
 	node, err := ha.New(ha.Options{
-		Config:        haConfig(c, settings, log),
+		Config:        hc,
+		Watchdog:      watchdog,
 		Store:         h.store,
 		Postgres:      adapter,
 		Peers:         peers,
@@ -393,6 +405,14 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- node.Run(ctx) }()
+	// The REST API is listening and the loop runs: ready for systemd.
+	if err := sdNotify("READY=1\nSTATUS=running"); err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = sdNotify("STOPPING=1")
+	}()
 	var runErr error
 	select {
 	case runErr = <-nodeErr:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -207,4 +208,54 @@ func TestLoadConfigErrors(t *testing.T) {
 		})
 	}
 	require.Equal(t, 1, run([]string{filepath.Join(dir, "none.yml")}))
+}
+
+// Issue 7: readiness under systemd (Type=notify) is one datagram on
+// NOTIFY_SOCKET; without the variable nothing is sent.
+func TestSDNotify(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	require.NoError(t, sdNotify("READY=1"))
+
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	t.Setenv("NOTIFY_SOCKET", path)
+	require.NoError(t, sdNotify("READY=1"))
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, "READY=1", string(buf[:n]))
+}
+
+// spec/ha-loop.md §16: timeout ttl − safety_margin (−1: ttl/2), modes,
+// and a missing device is not usable.
+func TestWatchdogConfig(t *testing.T) {
+	s := config.Settings{TTL: 30, LoopWait: 10}
+	margin := -1
+	tests := []struct {
+		name    string
+		c       *config.Watchdog
+		mode    string
+		timeout int
+	}{
+		{name: "absent section is automatic", c: nil, mode: "automatic", timeout: 25},
+		{name: "off", c: &config.Watchdog{Mode: "off"}, mode: "off"},
+		{name: "required with half ttl", c: &config.Watchdog{Mode: "required", SafetyMargin: &margin}, mode: "required", timeout: 15},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, mode := newWatchdog(tc.c, s, nullLogger())
+			require.Equal(t, tc.mode, mode.String())
+			if tc.mode == "off" {
+				require.Nil(t, w)
+				return
+			}
+			require.Equal(t, tc.timeout, w.timeout)
+		})
+	}
+	w, _ := newWatchdog(&config.Watchdog{Mode: "required", Device: filepath.Join(t.TempDir(), "none")}, s, nullLogger())
+	require.False(t, w.Usable())
+	require.Error(t, w.Arm())
+	require.NoError(t, w.Disarm())
 }

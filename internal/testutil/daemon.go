@@ -343,6 +343,8 @@ postgresql:
     unix_socket_directories: '%[17]s'
     shared_buffers: 16MB
     fsync: "off"
+watchdog:
+  mode: "off"
 tags:
 %[18]s`, o.Scope, n.Name, n.APIPort, dcsYAML, o.TTL, o.LoopWait, o.RetryTimeout, n.PGPort,
 			PGReplicator, n.DataDir, binDir, extra, filepath.Join(dir, "pgpass"), PGSuperuser, PGSuperPassword,

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/ha"
+)
+
+// Linux watchdog ioctls (linux/watchdog.h).
+const (
+	wdiocKeepalive  = 0x80045705
+	wdiocSetTimeout = 0xC0045706
+	wdiocGetTimeout = 0x80045707
+)
+
+// devWatchdog drives /dev/watchdog (spec/ha-loop.md §16): opened and set
+// to ttl − safety_margin when the node starts acting as primary, kept alive
+// after every lease renewal, closed with the magic 'V' when disarmed so
+// the device stops counting.
+type devWatchdog struct {
+	device   string
+	timeout  int // seconds
+	loopWait int // seconds
+	required bool
+	log      *slog.Logger
+
+	mu sync.Mutex
+	f  *os.File // nil while disarmed
+}
+
+var _ ha.Watchdog = (*devWatchdog)(nil)
+
+// newWatchdog returns the watchdog and the ha mode for the configuration
+// section; nil when the mode is off.
+func newWatchdog(c *config.Watchdog, s config.Settings, log *slog.Logger) (*devWatchdog, ha.WatchdogMode) {
+	mode, device, margin := "automatic", "/dev/watchdog", 5
+	if c != nil {
+		if c.Mode != "" {
+			mode = c.Mode
+		}
+		if c.Device != "" {
+			device = c.Device
+		}
+		if c.SafetyMargin != nil {
+			margin = *c.SafetyMargin
+		}
+	}
+	timeout := s.TTL - margin
+	if margin == -1 {
+		timeout = s.TTL / 2
+	}
+	w := &devWatchdog{device: device, timeout: timeout, loopWait: s.LoopWait, log: log}
+	switch mode {
+	case "required":
+		w.required = true
+		return w, ha.WatchdogRequired
+	case "automatic":
+		return w, ha.WatchdogAutomatic
+	}
+	return nil, ha.WatchdogOff
+}
+
+// Usable reports whether the device exists and the timeout is sane.
+func (w *devWatchdog) Usable() bool {
+	if w.timeout < w.loopWait || w.timeout <= 0 {
+		return false
+	}
+	_, err := os.Stat(w.device)
+	return err == nil
+}
+
+// Arm activates the device or sends a keepalive. In automatic mode a
+// failure is logged and ignored, as Patroni does.
+func (w *devWatchdog) Arm() error {
+	err := w.arm()
+	if err != nil && !w.required {
+		w.log.Warn("watchdog not activated (mode automatic)", "device", w.device, "err", err)
+		return nil
+	}
+	return err
+}
+
+func (w *devWatchdog) arm() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timeout < w.loopWait || w.timeout <= 0 {
+		return fmt.Errorf("watchdog timeout %d s is shorter than loop_wait %d s", w.timeout, w.loopWait)
+	}
+	if w.f == nil {
+		f, err := os.OpenFile(w.device, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open watchdog %s: %w", w.device, err)
+		}
+		fd := int(f.Fd())
+		setErr := unix.IoctlSetPointerInt(fd, wdiocSetTimeout, w.timeout)
+		actual, getErr := unix.IoctlGetInt(fd, wdiocGetTimeout)
+		if getErr == nil && actual < w.loopWait {
+			_, _ = f.Write([]byte("V"))
+			_ = f.Close()
+			return fmt.Errorf("watchdog %s timeout %d s is shorter than loop_wait %d s", w.device, actual, w.loopWait)
+		}
+		if setErr != nil && (getErr != nil || actual > w.timeout) {
+			if w.required {
+				_, _ = f.Write([]byte("V"))
+				_ = f.Close()
+				return fmt.Errorf("set watchdog %s timeout to %d s: %w", w.device, w.timeout, setErr)
+			}
+			w.log.Warn("watchdog timeout could not be set", "device", w.device, "want", w.timeout, "err", setErr)
+		}
+		w.f = f
+		w.log.Info("watchdog activated", "device", w.device, "timeout", w.timeout)
+	}
+	if err := unix.IoctlSetInt(int(w.f.Fd()), wdiocKeepalive, 0); err != nil {
+		if _, werr := w.f.Write([]byte{0}); werr != nil {
+			return fmt.Errorf("watchdog keepalive: %w", errors.Join(err, werr))
+		}
+	}
+	return nil
+}
+
+// Disarm closes the device with the magic character.
+func (w *devWatchdog) Disarm() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	_, werr := w.f.Write([]byte("V"))
+	cerr := w.f.Close()
+	w.f = nil
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("disarm watchdog %s: %w", w.device, err)
+	}
+	w.log.Info("watchdog disarmed", "device", w.device)
+	return nil
+}
