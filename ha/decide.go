@@ -1013,7 +1013,10 @@ func (x *cycle) walCompare(pool []*dcs.Member, checkLag bool, former string, nam
 	myPrio := x.s.member().FailoverPriority()
 	for _, m := range peers {
 		p, ok := x.o.Peers[m.Name]
-		if !ok || p.limited() {
+		// A reachable voter votes even with nofailover: its vote only
+		// says it is not ahead of me (Patroni skips it, which can leave a
+		// quorum cluster without any electable node).
+		if !ok || (p.limited() && !(p.Reachable && !p.WatchdogFailed && voters[strings.ToLower(m.Name)])) {
 			continue
 		}
 		if !p.InRecovery {
