@@ -855,7 +855,7 @@ func (x *ctl) restart(argv []string) error {
 	if a.has("pending") && at == nil {
 		var keep []*dcs.Member
 		for _, m := range ms {
-			if m.PendingRestart {
+			if m.PendingRestart || x.apiPending(m) {
 				keep = append(keep, m)
 			}
 		}
@@ -1190,4 +1190,16 @@ func pgVersion(v int) string {
 		return fmt.Sprintf("%d.%d", v/10000, v%10000)
 	}
 	return fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
+}
+
+// apiPending asks a member's GET /patroni whether a restart is pending, for
+// members whose DCS key does not say it.
+func (x *ctl) apiPending(m *dcs.Member) bool {
+	if m.APIURL == "" {
+		return false
+	}
+	ctx, cancel := x.ctx()
+	defer cancel()
+	doc, err := x.client(m).Patroni(ctx)
+	return err == nil && doc.PendingRestart
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -247,6 +248,14 @@ type daemon struct {
 
 	mu               sync.Mutex
 	scheduledRestart *dcs.ScheduledRestart
+	restartAt        time.Time
+	restartReq       api.RestartRequest
+
+	// lastRaw is the dynamic configuration last applied to Postgres; used
+	// by the statusLoop goroutine only.
+	lastRaw []byte
+	// reload is signalled by SIGHUP and POST /reload.
+	reload chan struct{}
 }
 
 // runDaemon runs one node until SIGTERM/SIGINT (clean shutdown) and
@@ -313,6 +322,17 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	}
 	defer h.Close()
 
+	// An existing cluster's dynamic configuration wins over bootstrap.dcs
+	// (spec/config.md §2); re-read it now so the first start uses it.
+	var lastRaw []byte
+	if cl, err := clusterWithin(ctx, h.store, time.Duration(settings.RetryTimeout)*time.Second); err == nil && cl.Config != nil {
+		if d2, err := config.ParseDynamic(cl.Config.Raw); err == nil {
+			dyn, lastRaw = d2, cl.Config.Raw
+			settings, _ = dyn.Settings()
+			eff, _ = config.Effective(c, dyn)
+		}
+	}
+
 	cb, err := callbackExecutor(c, log)
 	if err != nil {
 		return err
@@ -336,8 +356,9 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return cl.History, nil
 	}
 
-	d := &daemon{path: path, log: log, pg: m, pga: adapter, store: h.store, stop: stop}
+	d := &daemon{path: path, log: log, pg: m, pga: adapter, store: h.store, stop: stop, lastRaw: lastRaw}
 	d.cfg.Store(c)
+	d.reload = make(chan struct{}, 1)
 	tlsCfg, err := api.ServerTLSConfig(c.RestAPI)
 	if err != nil {
 		return fmt.Errorf("restapi tls: %w", err)
@@ -441,12 +462,114 @@ func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			d.refreshStatus(ctx)
+		case <-d.reload:
+			if c, err := loadConfig(d.path); err != nil {
+				d.log.Error("reload: keeping the old configuration", "err", err)
+			} else {
+				d.cfg.Store(c)
+				d.lastRaw = nil // re-apply parameters with the new local file
+			}
 		}
+		cl := d.refreshStatus(ctx)
+		if cl != nil && cl.Config != nil && !bytes.Equal(cl.Config.Raw, d.lastRaw) {
+			d.applyConfig(ctx, cl)
+		}
+		d.runScheduledRestart(ctx, cl)
 	}
 }
 
-func (d *daemon) refreshStatus(ctx context.Context) {
+// clusterWithin reads the cluster with a deadline.
+func clusterWithin(ctx context.Context, st dcs.Store, d time.Duration) (*dcs.Cluster, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	cl, err := st.Cluster(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read cluster: %w", err)
+	}
+	return cl, nil
+}
+
+// upstream returns the member Postgres follows now (nil for a primary).
+func (d *daemon) upstream(cl *dcs.Cluster) *postgres.Upstream {
+	d.pga.mu.Lock()
+	name := d.pga.upstream
+	d.pga.mu.Unlock()
+	if name == "" || cl == nil {
+		return nil
+	}
+	up, _ := upstreamOf(cl.Member(name))
+	return up
+}
+
+// applyConfig gives Postgres the parameters of the merged local and
+// dynamic configuration and reloads it (spec/config.md §2). Parameters that
+// need a restart show up as pending_restart.
+func (d *daemon) applyConfig(ctx context.Context, cl *dcs.Cluster) {
+	dyn, err := config.ParseDynamic(cl.Config.Raw)
+	if err != nil {
+		d.log.Warn("dynamic configuration not applied", "err", err)
+		d.lastRaw = cl.Config.Raw
+		return
+	}
+	eff, _ := config.Effective(d.cfg.Load(), dyn)
+	params := map[string]string{}
+	for k, v := range eff.RoleParameters("") {
+		params[k] = gucString(v)
+	}
+	for k, v := range eff.PostgreSQL.Parameters {
+		params[k] = gucString(v)
+	}
+	d.pg.SetParameters(params)
+	d.lastRaw = cl.Config.Raw
+	if !d.pg.IsRunning() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ch, err := d.pg.Reload(rctx, d.upstream(cl))
+	if err != nil && !errors.Is(err, postgres.ErrNotRunning) {
+		d.log.Warn("reload postgres", "err", err)
+		return
+	}
+	if ch.Changed() {
+		d.log.Info("applied configuration", "params", ch.Params, "needs_restart", ch.NeedsRestart)
+	}
+}
+
+// runScheduledRestart carries out a scheduled restart once it is due.
+func (d *daemon) runScheduledRestart(ctx context.Context, cl *dcs.Cluster) {
+	d.mu.Lock()
+	due := d.scheduledRestart != nil && !time.Now().Before(d.restartAt)
+	req := d.restartReq
+	if due {
+		d.scheduledRestart = nil
+	}
+	d.mu.Unlock()
+	if !due {
+		return
+	}
+	if req.Role != "" {
+		if hs := d.node.Status(); hs == nil || hs.Role != req.Role {
+			d.log.Info("scheduled restart skipped: role does not match", "want", req.Role)
+			return
+		}
+	}
+	if req.RestartPending {
+		if p, err := d.pg.PendingRestart(ctx); err != nil || len(p) == 0 {
+			d.log.Info("scheduled restart skipped: no restart pending")
+			return
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	d.log.Info("running scheduled restart")
+	if err := d.pg.Restart(rctx, d.upstream(cl)); err != nil {
+		d.log.Warn("scheduled restart failed", "err", err)
+	}
+	d.node.Wake()
+}
+
+func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 	c := d.cfg.Load()
 	hs := d.node.Status()
 	s := api.Status{Name: c.Name, Scope: c.Scope, Tags: c.Tags.Published()}
@@ -492,7 +615,8 @@ func (d *daemon) refreshStatus(ctx context.Context) {
 	} else if hs != nil && hs.State == "running" {
 		s.State = "unknown"
 	}
-	if cl, err := d.store.Cluster(qctx); err == nil {
+	cl, err := d.store.Cluster(qctx)
+	if err == nil {
 		s.Cluster = cl
 		s.DCSLastSeen = time.Now()
 		if cl.Config != nil {
@@ -504,7 +628,24 @@ func (d *daemon) refreshStatus(ctx context.Context) {
 	d.mu.Lock()
 	s.ScheduledRestart = d.scheduledRestart
 	d.mu.Unlock()
+	if s.QueryOK {
+		if p, err := d.pg.PendingRestart(qctx); err == nil {
+			// Parameters whose old and new values are the same (recovery
+			// settings removed from the file of a primary) change nothing.
+			for _, x := range p {
+				if x.Old == x.New {
+					continue
+				}
+				if s.PendingRestartReason == nil {
+					s.PendingRestartReason = map[string]dcs.PendingParam{}
+				}
+				s.PendingRestart = true
+				s.PendingRestartReason[x.Name] = dcs.PendingParam{OldValue: x.Old, NewValue: x.New}
+			}
+		}
+	}
 	d.status.Store(&s)
+	return cl
 }
 
 // Status implements api.StatusSource.
@@ -539,11 +680,13 @@ func (d *daemon) ScheduleRestart(ctx context.Context, r api.RestartRequest) erro
 	if d.scheduledRestart != nil {
 		return api.ErrRestartScheduled
 	}
-	sr := &dcs.ScheduledRestart{Role: r.Role, PostgresVersion: r.PostgresVersion}
+	sr := &dcs.ScheduledRestart{Role: r.Role, PostgresVersion: r.PostgresVersion, RestartPending: r.RestartPending}
+	d.restartAt = time.Now()
 	if r.Schedule != nil {
 		sr.Schedule = r.Schedule.Format(time.RFC3339)
+		d.restartAt = *r.Schedule
 	}
-	sr.RestartPending = r.RestartPending
+	d.restartReq = r
 	d.scheduledRestart = sr
 	return nil
 }
@@ -557,27 +700,14 @@ func (d *daemon) CancelScheduledRestart(ctx context.Context) bool {
 	return had
 }
 
-// Reload implements api.Controller: re-read the file and reload Postgres.
+// Reload implements api.Controller (POST /reload, SIGHUP): re-read the
+// local file and re-apply the configuration on the status goroutine.
 func (d *daemon) Reload(ctx context.Context) {
-	c, err := loadConfig(d.path)
-	if err != nil {
-		d.log.Error("reload: keeping the old configuration", "err", err)
-		return
+	select {
+	case d.reload <- struct{}{}:
+	default:
 	}
-	d.cfg.Store(c)
-	params := map[string]string{}
-	for k, v := range c.PostgreSQL.Parameters {
-		params[k] = gucString(v)
-	}
-	d.pg.SetParameters(params)
-	go func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if _, err := d.pg.Reload(rctx, nil); err != nil && !errors.Is(err, postgres.ErrNotRunning) {
-			d.log.Warn("reload postgres", "err", err)
-		}
-		d.node.Wake()
-	}()
+	d.node.Wake()
 }
 
 // Reinitialize implements api.Controller.

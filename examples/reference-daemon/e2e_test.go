@@ -84,7 +84,8 @@ func primaryOf(ctx context.Context, c *testutil.DaemonCluster, skip map[int]bool
 // again, rejoins as a streaming replica (pg_rewind) with the rows written
 // after the crash; ctl switchover refuses an unknown candidate without
 // changing anything (spec/patronictl.md §3.3) and switches over to the
-// rejoined node.
+// rejoined node. Last, edit-config of max_connections and restart
+// --pending apply it on every node.
 func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and daemon processes")
@@ -210,4 +211,37 @@ func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 		}
 		return pgExec(ctx, p.PGPort, "INSERT INTO e2e VALUES (44)")
 	})
+
+	// edit-config of a parameter that needs a restart, then restart
+	// --pending (issue 7 scenario; spec/patronictl.md §3.5, §3.10).
+	out, err = c.Ctl(ctx, "edit-config", "-p", "max_connections=120", "--force")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "Configuration changed")
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		for _, n := range c.Nodes {
+			doc, err := n.Patroni(ctx)
+			if err != nil {
+				return err
+			}
+			if doc["pending_restart"] != true {
+				return fmt.Errorf("%s: no pending restart yet", n.Name)
+			}
+		}
+		return nil
+	})
+	out, err = c.Ctl(ctx, "restart", c.Scope, "--pending", "--force")
+	require.NoError(t, err, out)
+	require.Equal(t, 3, strings.Count(out, "Success: restart on member"), out)
+	for _, n := range c.Nodes {
+		testutil.SucceedsWithin(t, 30*time.Second, func() error {
+			got, err := pgCount(ctx, n.PGPort, "SELECT current_setting('max_connections')::int")
+			if err != nil {
+				return err
+			}
+			if got != 120 {
+				return fmt.Errorf("%s: max_connections %d", n.Name, got)
+			}
+			return nil
+		})
+	}
 }

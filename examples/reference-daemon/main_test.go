@@ -259,3 +259,10 @@ func TestWatchdogConfig(t *testing.T) {
 	require.Error(t, w.Arm())
 	require.NoError(t, w.Disarm())
 }
+
+// spec/patronictl.md §3.10: edit-config shows a unified diff of the YAML,
+// removed lines before added ones.
+func TestUnifiedDiff(t *testing.T) {
+	got := unifiedDiff("a: 1\nttl: 20\n", "a: 1\nb: 2\nttl: 25\n")
+	require.Equal(t, "--- \n+++ \n a: 1\n-ttl: 20\n+b: 2\n+ttl: 25\n", got)
+}

@@ -552,12 +552,12 @@ func unifiedDiff(a, b string) string {
 			out.WriteString(" " + x[i] + "\n")
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			out.WriteString("+" + y[j] + "\n")
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			out.WriteString("-" + x[i] + "\n")
 			i++
+		default:
+			out.WriteString("+" + y[j] + "\n")
+			j++
 		}
 	}
 	return out.String()
