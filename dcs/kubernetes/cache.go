@@ -351,49 +351,60 @@ type lister struct {
 }
 
 // run keeps one cache fed until the Store closes: list, then watch from
-// the list's resourceVersion; a watch that ends is resumed from the last
-// resourceVersion seen, and the cache is listed again when that fails
-// (410 Gone, the API server unreachable). While no watch is established
-// the cache counts as not ready and Cluster waits for it.
+// the list's resourceVersion, and list again whenever the watch ends (410
+// Gone, the API server restarting or unreachable, the server's watch
+// timeout every 30-60 min). From the end of a watch until the next list
+// and watch succeed the cache counts as not ready and Cluster waits for
+// it: client-go hands back an empty watch instead of an error when the
+// connection drops, so only a successful list proves the server is back.
 func (s *Store) run(l *lister) {
 	defer s.wg.Done()
-	delay := 50 * time.Millisecond
-	rv := ""
+	const minDelay = 50 * time.Millisecond
+	delay := minDelay
+	backoff := func() bool {
+		ok := s.sleep(delay)
+		delay = min(2*delay, maxRetryDelay)
+		return ok
+	}
 	for s.ctx.Err() == nil {
-		if rv == "" {
-			items, listRV, err := l.list(s.ctx, metav1.ListOptions{LabelSelector: s.selector})
-			if err != nil {
-				s.setReady(l, false)
-				s.log.Debug("kubernetes list failed", "what", l.what, "error", err)
-				if !s.sleep(delay) {
-					return
-				}
-				delay = min(2*delay, maxRetryDelay)
-				continue
+		items, rv, err := l.list(s.ctx, metav1.ListOptions{LabelSelector: s.selector})
+		if err != nil {
+			s.setReady(l, false)
+			s.log.Debug("kubernetes list failed", "what", l.what, "error", err)
+			if !backoff() {
+				return
 			}
-			s.mu.Lock()
-			l.replace(items, listRV)
-			s.mu.Unlock()
-			rv = listRV
+			continue
 		}
+		s.mu.Lock()
+		l.replace(items, rv)
+		s.mu.Unlock()
 		w, err := l.watch(s.ctx, metav1.ListOptions{LabelSelector: s.selector, ResourceVersion: rv,
 			AllowWatchBookmarks: true})
 		if err != nil {
 			s.setReady(l, false)
 			s.log.Debug("kubernetes watch failed", "what", l.what, "error", err)
-			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				rv = ""
-			}
-			if !s.sleep(delay) {
+			if !backoff() {
 				return
 			}
-			delay = min(2*delay, maxRetryDelay)
-			rv = "" // relist: the outage may have outlived the watch window
 			continue
 		}
 		s.setReady(l, true)
-		delay = 50 * time.Millisecond
-		rv = s.consume(l, w, rv)
+		started := time.Now()
+		s.consume(l, w, rv)
+		s.setReady(l, false)
+		if s.ctx.Err() != nil {
+			return
+		}
+		// A watch that ended at once (a dead connection) is retried with
+		// backoff; one that ran for a while is resumed at once.
+		if time.Since(started) < time.Second {
+			if !backoff() {
+				return
+			}
+		} else {
+			delay = minDelay
+		}
 	}
 }
 
