@@ -5,6 +5,7 @@
 //	reference-daemon validate-config FILE  check a configuration file
 //	reference-daemon generate-config       print a sample configuration
 //	reference-daemon version               print the version
+//	reference-daemon demo                  a local three-node cluster with a failover
 //	reference-daemon ctl [flags] COMMAND   patronictl (spec/patronictl.md)
 package main
 
@@ -27,6 +28,7 @@ const usage = `usage:
   reference-daemon validate-config [-i] FILE
   reference-daemon generate-config [--name NAME] [--ip IP]
   reference-daemon version
+  reference-daemon demo [SAMPLE_DIR]     three local nodes, a failover, a rejoin (DEMO_EXIT=1 exits)
   reference-daemon ctl [-c FILE] [-d DCS_URL] [-k] COMMAND ...`
 
 func run(args []string) int {
@@ -47,6 +49,8 @@ func run(args []string) int {
 		return generateConfig(args[1:])
 	case "ctl":
 		return runCtl(args[1:], os.Stdin, os.Stdout, os.Stderr)
+	case "demo":
+		return runDemo(args[1:])
 	}
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, usage)
