@@ -58,6 +58,12 @@ func TestSimulate(t *testing.T) {
 	runs := *simRuns
 	if runs == 0 {
 		runs = 10000
+		// The race detector makes each schedule about 20 times slower and
+		// adds nothing to a single-goroutine simulation beyond the first
+		// few hundred runs; the plain -short tier runs all 10,000.
+		if raceEnabled {
+			runs = 500
+		}
 	}
 	start := time.Now()
 	var next atomic.Uint64
