@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -343,19 +344,80 @@ func (x *ctl) list(argv []string, topology bool) error {
 	if topology {
 		format = "topology"
 	}
-	if a.has("timestamp") {
-		fmt.Fprintln(x.out, x.now().Format("2006-01-02 15:04:05"))
-	}
-	for _, n := range names {
-		cl, err := x.cluster(n)
-		if err != nil {
-			return err
+	var every time.Duration
+	if a.has("watch") {
+		every = 2 * time.Second
+		if v := a.get("watch"); v != "" {
+			secs, err := strconv.ParseFloat(v, 64)
+			if err != nil || secs <= 0 {
+				return fail("Invalid value for '-w' / '--watch': %s", v)
+			}
+			every = time.Duration(secs * float64(time.Second))
 		}
-		if err := printCluster(x.out, cl, x.cfg.Scope, format, a.has("extended")); err != nil {
-			return err
+	}
+	for {
+		if every > 0 {
+			fmt.Fprint(x.out, "\033[H\033[2J")
+		}
+		if a.has("timestamp") {
+			fmt.Fprintln(x.out, x.now().Format("2006-01-02 15:04:05"))
+		}
+		for _, n := range names {
+			cl, err := x.cluster(n)
+			if err != nil {
+				return err
+			}
+			if err := printCluster(x.out, cl, x.cfg.Scope, format, a.has("extended")); err != nil {
+				return err
+			}
+		}
+		if every == 0 {
+			return nil
+		}
+		time.Sleep(every)
+	}
+}
+
+// editInEditor opens the configuration in $EDITOR (then editor, vi) on a
+// temporary file, as patronictl does (spec §3.10).
+func editInEditor(scope string, cfg map[string]any) (map[string]any, error) {
+	var editor string
+	for _, e := range []string{os.Getenv("EDITOR"), "editor", "vi"} {
+		if e == "" {
+			continue
+		}
+		if _, err := exec.LookPath(strings.Fields(e)[0]); err == nil {
+			editor = e
+			break
 		}
 	}
-	return nil
+	if editor == "" {
+		return nil, fail("EDITOR environment variable is not set. editor or vi are not available")
+	}
+	f, err := os.CreateTemp("", scope+"-config-*.yaml")
+	if err != nil {
+		return nil, fail("temporary file: %v", err)
+	}
+	defer func() { _ = os.Remove(f.Name()) }()
+	text, err := dumpYAML(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		return nil, fail("write %s: %v", f.Name(), err)
+	}
+	_ = f.Close()
+	argv := append(strings.Fields(editor), f.Name())
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fail("Editor exited with return code %d", ee.ExitCode())
+		}
+		return nil, fail("run editor %s: %v", editor, err)
+	}
+	return readYAMLFile(f.Name(), nil)
 }
 
 // ---- switchover / failover --------------------------------------------
@@ -592,7 +654,11 @@ func (x *ctl) editConfig(argv []string) error {
 		}
 	}
 	if !a.has("set") && !a.has("pg") && !a.has("apply") && !a.has("replace") {
-		return fail("interactive editing is not supported yet: use -s, -p, --apply or --replace")
+		edited, err := editInEditor(x.cfg.Scope, after)
+		if err != nil {
+			return err
+		}
+		after = edited
 	}
 	b, _ := dumpYAML(before)
 	n, _ := dumpYAML(after)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,17 @@ func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 	})
 	p := c.Nodes[primary]
 	require.NoError(t, pgExec(ctx, p.PGPort, "CREATE TABLE e2e(v int); INSERT INTO e2e VALUES (42)"))
+
+	// Issue 7 acceptance: a second daemon on the same data directory is
+	// refused with a clear message and a non-zero exit, and changes nothing.
+	second := exec.CommandContext(ctx, c.Bin, p.ConfigPath)
+	second.WaitDelay = 5 * time.Second
+	out2, err := second.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out2), "in use by another daemon", string(out2))
+	code, _, err := p.Get(ctx, "/primary")
+	require.NoError(t, err)
+	require.Equal(t, 200, code)
 	for i, n := range c.Nodes {
 		if i == primary {
 			continue
@@ -193,7 +205,7 @@ func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 	out, err = c.Ctl(ctx, "switchover", "--candidate", "nobody", "--force")
 	require.Error(t, err)
 	require.Contains(t, out, "Error: Member nobody does not exist in cluster e2e or is tagged as nofailover")
-	code, _, err := np.Get(ctx, "/primary")
+	code, _, err = np.Get(ctx, "/primary")
 	require.NoError(t, err)
 	require.Equal(t, 200, code)
 
