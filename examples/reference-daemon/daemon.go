@@ -256,6 +256,10 @@ type daemon struct {
 	lastRaw []byte
 	// reload is signalled by SIGHUP and POST /reload.
 	reload chan struct{}
+	// versionNum is server_version_num of the postmaster started at
+	// versionPM (statusLoop goroutine only).
+	versionNum int
+	versionPM  time.Time
 }
 
 // runDaemon runs one node until SIGTERM/SIGINT (clean shutdown) and
@@ -606,9 +610,7 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 				Usename: "", ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState,
 			})
 		}
-		if v, err := d.pg.MajorVersion(qctx); err == nil {
-			s.ServerVersion = v * 10000
-		}
+		s.ServerVersion = d.serverVersion(qctx, st.PostmasterStart)
 		if s.State == "" {
 			s.State = "running"
 		}
@@ -646,6 +648,24 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 	}
 	d.status.Store(&s)
 	return cl
+}
+
+// serverVersion returns server_version_num, read once per postmaster
+// (statusLoop goroutine only).
+func (d *daemon) serverVersion(ctx context.Context, pmStart time.Time) int {
+	if d.versionNum != 0 && pmStart.Equal(d.versionPM) {
+		return d.versionNum
+	}
+	var v string
+	if err := d.pg.QueryRow(ctx, "SELECT current_setting('server_version_num')", nil, &v); err != nil {
+		if major, err := d.pg.MajorVersion(ctx); err == nil {
+			return major * 10000
+		}
+		return 0
+	}
+	d.versionNum, _ = strconv.Atoi(v)
+	d.versionPM = pmStart
+	return d.versionNum
 }
 
 // Status implements api.StatusSource.
