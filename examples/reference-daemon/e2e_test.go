@@ -128,11 +128,20 @@ func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 			return nil
 		})
 	}
-	out, err := c.Ctl(ctx, "list")
-	require.NoError(t, err, out)
-	require.Contains(t, out, "| "+p.Name)
-	require.Equal(t, 1, strings.Count(out, "| Leader "), out)
-	require.Equal(t, 2, strings.Count(out, "| streaming "), out)
+	var out string
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		// Member keys are published once per loop: wait for the replicas'.
+		o, err := c.Ctl(ctx, "list")
+		if err != nil {
+			return fmt.Errorf("ctl list: %w: %s", err, o)
+		}
+		if !strings.Contains(o, "| "+p.Name) || strings.Count(o, "| Leader ") != 1 || strings.Count(o, "| streaming ") != 2 {
+			return fmt.Errorf("want %s and one Leader and two streaming replicas:\n%s", p.Name, o)
+		}
+		out = o
+		return nil
+	})
+	t.Logf("ctl list after bootstrap:\n%s", out)
 
 	// Crash: the daemon and the postmaster of the primary together.
 	pmPID := p.PostmasterPID()
