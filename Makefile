@@ -3,7 +3,14 @@ GO ?= go
 # Every tier must finish well inside CI's limit; a hung test fails loudly.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: test test-short deps vet bench fuzz
+.PHONY: demo test test-short deps vet bench fuzz
+
+## demo: install what is missing, build the daemon, run a three-node cluster on the
+## embedded DCS, kill the primary and show the failover. DEMO_EXIT=1 exits after the show.
+demo:
+	scripts/install-deps.sh --demo
+	$(GO) build -o bin/reference-daemon ./examples/reference-daemon
+	bin/reference-daemon demo examples/reference-daemon
 
 ## test: install missing dependencies, then vet and run every test tier with the race detector.
 test: deps vet

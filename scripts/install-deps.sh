@@ -4,7 +4,11 @@
 # it first, so a fresh machine passes without manual steps.
 #
 #   scripts/install-deps.sh            install everything the test tiers need
+#   scripts/install-deps.sh --demo     only what `make demo` needs (PostgreSQL)
 #   PGWARDEN_SKIP_INSTALL=1 make test  skip this step (you installed by hand)
+#
+# A cold first run also builds Consul and kube-apiserver from the Go module
+# proxy (about 10 minutes on 2 cores); later runs find them cached.
 #
 # Needs root for apt-get (CI and our development machines run as root).
 set -euo pipefail
@@ -16,6 +20,16 @@ if [[ "${PGWARDEN_SKIP_INSTALL:-}" == 1 ]]; then
 	exit 0
 fi
 
+demo_only=0
+case "${1:-}" in
+"") ;;
+--demo) demo_only=1 ;;
+*)
+	log "unknown argument ${1}; usage: $0 [--demo]"
+	exit 2
+	;;
+esac
+
 # Debian packages the tests use, and the file each one provides, so the check
 # for "already installed" is a cheap file test rather than a dpkg query.
 #   postgresql-15: the server binaries every real-Postgres test starts
@@ -26,6 +40,10 @@ declare -A want=(
 	[etcd-client]=/usr/bin/etcdctl
 	[zookeeper]=/usr/share/java/zookeeper.jar
 )
+# The demo runs PostgreSQL under the daemon's embedded etcd: nothing else.
+if ((demo_only)); then
+	declare -A want=([postgresql-15]=/usr/lib/postgresql/15/bin/postgres)
+fi
 
 missing=()
 for pkg in "${!want[@]}"; do
@@ -66,6 +84,11 @@ fi
 if ! id postgres >/dev/null 2>&1; then
 	log "creating OS user postgres"
 	useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+if ((demo_only)); then
+	log "done (demo dependencies)"
+	exit 0
 fi
 
 # --- dcs/consul (issue 9): a Consul v1.16.3 server for dcs/consul's tests ---
