@@ -69,7 +69,11 @@ func (v *view) healthCode(path string, q url.Values) int {
 			if st.Role == "replica" || st.Role == "standby_leader" {
 				standbyLeader = 200
 			}
-		} else {
+		} else if st.Role == "primary" && st.State == "running" {
+			// Stricter than Patroni, which answers 200 to the lock
+			// holder whatever its Postgres is doing: a load balancer
+			// must not send writes to a leader whose Postgres is down
+			// or still in recovery during a promotion.
 			primary = 200
 		}
 	}

@@ -72,11 +72,19 @@ func TestHealthMatrix(t *testing.T) {
 			s.State, s.QueryOK = "stopped", false
 			return s
 		}, codes: []int{503, 503, 503, 503, 503, 503, 503, 503, 503, 503}},
+		// Deliberately stricter than Patroni, which answers 200 on
+		// /primary to the lock holder even while its Postgres is down
+		// (issue 7: a crashed primary must not attract writes).
 		{name: "postgres crashed inside the lock lease", st: func() Status {
 			s := primaryStatus()
 			s.State, s.QueryOK = "crashed", false
 			return s
-		}, codes: []int{200, 200, 200, 200, 503, 503, 200, 503, 503, 503}},
+		}, codes: []int{503, 503, 503, 200, 503, 503, 503, 503, 503, 503}},
+		{name: "lock holder still promoting (in recovery)", st: func() Status {
+			s := primaryStatus()
+			s.Role = "promoted"
+			return s
+		}, codes: []int{503, 503, 503, 200, 503, 503, 503, 200, 503, 503}},
 		{name: "primary without lock", st: func() Status {
 			s := primaryStatus()
 			s.LeaderUntil = specNow.Add(-time.Second)
