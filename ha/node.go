@@ -91,6 +91,10 @@ type Options struct {
 	// APIURL and ConnURL are published in the member key.
 	APIURL  string
 	ConnURL string
+	// Version is the daemon version published as the member key's
+	// "version" (Patroni's version string; tools derive the cluster's
+	// minimum version from it).
+	Version string
 	// DynamicConfig is written into an empty "config" key (bootstrap.dcs).
 	DynamicConfig []byte
 	// Inline runs long operations on the loop goroutine instead of in the
@@ -552,7 +556,8 @@ func actionNames(d Decision) string {
 func (n *Node) member(pg PGState, d Decision) *dcs.Member {
 	m := &dcs.Member{
 		Name: n.cfg.Name, APIURL: n.opts.APIURL, ConnURL: n.opts.ConnURL,
-		State: d.State, Role: d.Role, Tags: n.cfg.Tags, Pause: n.settings().Paused,
+		State: d.State, Role: d.Role, PatroniVersion: n.opts.Version,
+		Tags: n.cfg.Tags, Pause: n.settings().Paused,
 	}
 	if pg.Running {
 		lsn := pg.LSN
@@ -562,6 +567,14 @@ func (n *Node) member(pg PGState, d Decision) *dcs.Member {
 			m.Timeline = &tl
 		}
 		if !pg.Primary {
+			if pg.ReplayLSN > 0 {
+				replay := pg.ReplayLSN
+				m.ReplayLSN = &replay
+			}
+			if pg.ReceiveLSN > 0 {
+				receive := pg.ReceiveLSN
+				m.ReceiveLSN = &receive
+			}
 			if pg.Streaming {
 				m.ReplicationState = "streaming"
 			} else {

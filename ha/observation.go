@@ -35,6 +35,10 @@ type PGState struct {
 	// LSN is the WAL position: flush LSN on a primary, max(receive,
 	// replay) on a replica.
 	LSN dcs.LSN
+	// ReceiveLSN and ReplayLSN are a replica's received and replayed
+	// positions, published in its member key; 0 when unknown or primary.
+	ReceiveLSN dcs.LSN
+	ReplayLSN  dcs.LSN
 	// Upstream is the member (or "remote") the replica is configured to
 	// follow; "" for none.
 	Upstream string

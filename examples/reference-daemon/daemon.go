@@ -387,6 +387,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		Postgres:      adapter,
 		Peers:         peers,
 		APIURL:        apiURL(c),
+		Version:       version,
 		ConnURL:       "postgres://" + c.PostgreSQL.ConnectAddress + "/postgres",
 		DynamicConfig: dyn.JSON(),
 	})

@@ -84,6 +84,7 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 		out.Primary = !st.InRecovery
 		out.Streaming = st.WALReceiver != nil && st.WALReceiver.Status == "streaming"
 		if st.InRecovery {
+			out.ReceiveLSN, out.ReplayLSN = st.ReceiveLSN, st.ReplayLSN
 			p.mu.Lock()
 			out.Upstream = p.upstream
 			p.mu.Unlock()
