@@ -181,7 +181,7 @@ func (e *EmbeddedEtcd) Restart(t testing.TB) {
 func (e *EmbeddedEtcd) start(t testing.TB) {
 	t.Helper()
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
 		s, err := etcd.StartServer(t.Context(), etcd.ServerConfig{
 			Name:              e.Name,
 			DataDir:           e.Dir,
@@ -202,11 +202,17 @@ func (e *EmbeddedEtcd) start(t testing.TB) {
 			return
 		}
 		lastErr = err
-		// A port released just before can be briefly in use again.
-		if !strings.Contains(err.Error(), "address already in use") {
+		// Two transient causes are worth another try: a port released just
+		// before can be briefly in use again, and a member joining right
+		// after MemberAdd may ask a peer that has not applied the change
+		// yet (a just-restarted one), which fails the peer validation
+		// with "member count is unequal".
+		msg := err.Error()
+		if !strings.Contains(msg, "address already in use") &&
+			!strings.Contains(msg, "member count is unequal") {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
 	}
 	t.Fatalf("testutil: start embedded etcd %s: %v", e.Name, lastErr)
 }
