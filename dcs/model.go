@@ -144,7 +144,7 @@ func (c *ClusterConfig) Paused() bool {
 	if c == nil {
 		return false
 	}
-	return truthy(c.Data["pause"])
+	return Truthy(c.Data["pause"])
 }
 
 // Leader is the holder of the leader key (spec/dcs-layout.md §2.3).
@@ -240,7 +240,7 @@ func (m *Member) Tag(name string) any {
 // failover_priority is set and nofailover is not).
 func (m *Member) NoFailover() bool {
 	if v, ok := m.Tags["nofailover"]; ok {
-		return truthy(v)
+		return Truthy(v)
 	}
 	if _, ok := m.Tags["failover_priority"]; ok {
 		return m.FailoverPriority() <= 0
@@ -251,7 +251,7 @@ func (m *Member) NoFailover() bool {
 // FailoverPriority returns the failover_priority tag (default 1).
 func (m *Member) FailoverPriority() int {
 	if v, ok := m.Tags["failover_priority"]; ok {
-		if n, ok := toInt(v); ok {
+		if n, ok := IntValue(v); ok {
 			return n
 		}
 	}
@@ -259,13 +259,13 @@ func (m *Member) FailoverPriority() int {
 }
 
 // CloneFrom reports the clonefrom tag.
-func (m *Member) CloneFrom() bool { return truthy(m.Tag("clonefrom")) }
+func (m *Member) CloneFrom() bool { return Truthy(m.Tag("clonefrom")) }
 
 // NoSync reports the nosync tag.
-func (m *Member) NoSync() bool { return truthy(m.Tag("nosync")) }
+func (m *Member) NoSync() bool { return Truthy(m.Tag("nosync")) }
 
 // NoStream reports the nostream tag.
-func (m *Member) NoStream() bool { return truthy(m.Tag("nostream")) }
+func (m *Member) NoStream() bool { return Truthy(m.Tag("nostream")) }
 
 // ReplicateFrom returns the replicatefrom tag ("" when unset).
 func (m *Member) ReplicateFrom() string {
@@ -275,7 +275,7 @@ func (m *Member) ReplicateFrom() string {
 
 // SyncPriority returns the sync_priority tag (default 1).
 func (m *Member) SyncPriority() int {
-	if n, ok := toInt(m.Tag("sync_priority")); ok {
+	if n, ok := IntValue(m.Tag("sync_priority")); ok {
 		return n
 	}
 	return 1
@@ -404,7 +404,10 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-func truthy(v any) bool {
+// Truthy interprets a JSON value from the dynamic config or tags as a
+// boolean the way Patroni does: true, "true"/"on"/"yes"/"1"/"y" (any case),
+// or a non-zero number.
+func Truthy(v any) bool {
 	switch x := v.(type) {
 	case bool:
 		return x
@@ -424,7 +427,9 @@ func truthy(v any) bool {
 	return false
 }
 
-func toInt(v any) (int, bool) {
+// IntValue interprets a JSON value from the dynamic config or tags as an
+// integer: a number (truncated) or a numeric string. ok is false otherwise.
+func IntValue(v any) (int, bool) {
 	switch x := v.(type) {
 	case json.Number:
 		if n, err := x.Int64(); err == nil {

@@ -214,7 +214,7 @@ func effective(c Config, cc *dcs.ClusterConfig) Settings {
 		if v, ok := seconds(d["retry_timeout"]); ok {
 			s.RetryTimeout = v
 		}
-		if v, ok := toInt(d["maximum_lag_on_failover"]); ok && v >= 0 {
+		if v, ok := dcs.IntValue(d["maximum_lag_on_failover"]); ok && v >= 0 {
 			s.MaximumLagOnFailover = uint64(v)
 		}
 		if v, ok := seconds(d["primary_start_timeout"]); ok {
@@ -223,21 +223,21 @@ func effective(c Config, cc *dcs.ClusterConfig) Settings {
 			s.PrimaryStartTimeout = v
 		}
 		if v, ok := d["check_timeline"]; ok {
-			s.CheckTimeline = truthy(v)
+			s.CheckTimeline = dcs.Truthy(v)
 		}
 		if v, ok := d["synchronous_mode"]; ok {
 			s.SyncMode = parseSyncMode(v)
 		}
 		if v, ok := d["synchronous_mode_strict"]; ok {
-			s.SyncStrict = truthy(v)
+			s.SyncStrict = dcs.Truthy(v)
 		}
-		if v, ok := toInt(d["synchronous_node_count"]); ok && v > 0 {
+		if v, ok := dcs.IntValue(d["synchronous_node_count"]); ok && v > 0 {
 			s.SyncNodeCount = v
 		}
 		if v, ok := d["failsafe_mode"]; ok {
-			s.FailsafeMode = truthy(v)
+			s.FailsafeMode = dcs.Truthy(v)
 		}
-		s.Paused = truthy(d["pause"])
+		s.Paused = dcs.Truthy(d["pause"])
 	}
 	if s.StandbyCluster != nil {
 		s.SyncMode = SyncOff
@@ -249,7 +249,7 @@ func parseSyncMode(v any) SyncMode {
 	if s, ok := v.(string); ok && strings.EqualFold(s, "quorum") {
 		return SyncQuorum
 	}
-	if truthy(v) {
+	if dcs.Truthy(v) {
 		return SyncOn
 	}
 	return SyncOff
@@ -275,47 +275,6 @@ func seconds(v any) (time.Duration, bool) {
 			return 0, false
 		}
 		return time.Duration(f * float64(time.Second)), true
-	}
-	return 0, false
-}
-
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case string:
-		switch strings.ToLower(x) {
-		case "true", "on", "yes", "1", "y":
-			return true
-		}
-	case json.Number:
-		f, err := x.Float64()
-		return err == nil && f != 0
-	case float64:
-		return x != 0
-	case int:
-		return x != 0
-	}
-	return false
-}
-
-func toInt(v any) (int, bool) {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return int(n), true
-		}
-		if f, err := x.Float64(); err == nil {
-			return int(f), true
-		}
-	case float64:
-		return int(x), true
-	case int:
-		return x, true
-	case string:
-		if n, err := strconv.Atoi(strings.TrimSpace(x)); err == nil {
-			return n, true
-		}
 	}
 	return 0, false
 }
