@@ -877,26 +877,77 @@ func memberNames(ms []*dcs.Member) string {
 	return strings.Join(n, ", ")
 }
 
-func (x *ctl) restart(argv []string) error {
-	a, err := parseArgs(argv, map[string]string{
-		"-r": "role=", "--role": "role=", "--any": "any", "--pg-version": "pgversion=", "--pending": "pending",
-		"--timeout": "timeout=", "--scheduled": "scheduled=", "--force": "force", "--group": "group=",
-	})
+// errNoClusterName is the usage error of commands that need the cluster
+// name as their first argument.
+const errNoClusterName = "Missing argument 'CLUSTER_NAME'."
+
+// clusterCommand parses the arguments of a command whose first positional
+// argument names the cluster, and reads that cluster. Fewer than minArgs
+// positional arguments fail with usage.
+func (x *ctl) clusterCommand(argv []string, spec map[string]string, minArgs int, usage string) (args, *dcs.Cluster, error) {
+	a, err := parseArgs(argv, spec)
 	if err != nil {
-		return err
+		return a, nil, err
 	}
-	if len(a.pos) == 0 {
-		return fail("Missing argument 'CLUSTER_NAME'.")
+	if len(a.pos) < minArgs {
+		return a, nil, fail("%s", usage)
 	}
 	cl, err := x.cluster(a.pos[0])
+	return a, cl, err
+}
+
+// showMembers selects members as members does and prints the cluster
+// table, which patronictl shows before it asks for confirmation.
+func (x *ctl) showMembers(cl *dcs.Cluster, names []string, role string) ([]*dcs.Member, error) {
+	ms, err := x.members(cl, names, role)
 	if err != nil {
-		return err
-	}
-	ms, err := x.members(cl, a.pos[1:], a.get("role"))
-	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := printCluster(x.out, cl, x.cfg.Scope, "pretty", false); err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// request is one call to a member's REST API, such as (*api.Client).Reload.
+type request func(c *api.Client, ctx context.Context) (*api.Response, error)
+
+// ask sends req to member m, bounded by timeout.
+func (x *ctl) ask(m *dcs.Member, timeout time.Duration, req request) (*api.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return req(x.client(m), ctx)
+}
+
+// askMembers sends req to each member in turn, each bounded by timeout,
+// and prints one line per answer: says[code] (a format taking the member
+// name) for an expected status code, otherwise patronictl's "Failed:
+// <action> for member <m>, status code=<code>, (<body>)", with code 0 and
+// the error when the request itself failed.
+func (x *ctl) askMembers(ms []*dcs.Member, action string, timeout time.Duration, says map[int]string, req request) {
+	for _, m := range ms {
+		resp, err := x.ask(m, timeout, req)
+		switch {
+		case err != nil:
+			fmt.Fprintf(x.out, "Failed: %s for member %s, status code=0, (%v)\n", action, m.Name, err)
+		case says[resp.Code] != "":
+			fmt.Fprintf(x.out, says[resp.Code]+"\n", m.Name)
+		default:
+			fmt.Fprintf(x.out, "Failed: %s for member %s, status code=%d, (%s)\n", action, m.Name, resp.Code, resp.Text())
+		}
+	}
+}
+
+func (x *ctl) restart(argv []string) error {
+	a, cl, err := x.clusterCommand(argv, map[string]string{
+		"-r": "role=", "--role": "role=", "--any": "any", "--pg-version": "pgversion=", "--pending": "pending",
+		"--timeout": "timeout=", "--scheduled": "scheduled=", "--force": "force", "--group": "group=",
+	}, 1, errNoClusterName)
+	if err != nil {
+		return err
+	}
+	ms, err := x.showMembers(cl, a.pos[1:], a.get("role"))
+	if err != nil {
 		return err
 	}
 	if a.has("any") && len(ms) > 1 {
@@ -956,46 +1007,28 @@ func (x *ctl) restart(argv []string) error {
 		}
 		opts.Timeout = time.Duration(secs * float64(time.Second))
 	}
-	for _, m := range ms {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		if force && at != nil {
-			_, _ = x.client(m).CancelRestart(ctx)
-		}
-		resp, err := x.client(m).Restart(ctx, opts)
-		cancel()
-		switch {
-		case err != nil:
-			fmt.Fprintf(x.out, "Failed: restart for member %s, status code=0, (%v)\n", m.Name, err)
-		case resp.Code == 200:
-			fmt.Fprintf(x.out, "Success: restart on member %s\n", m.Name)
-		case resp.Code == 202:
-			fmt.Fprintf(x.out, "Success: restart scheduled on member %s\n", m.Name)
-		case resp.Code == 409:
-			fmt.Fprintf(x.out, "Failed: another restart is already scheduled on member %s\n", m.Name)
-		default:
-			fmt.Fprintf(x.out, "Failed: restart for member %s, status code=%d, (%s)\n", m.Name, resp.Code, resp.Text())
-		}
+	says := map[int]string{
+		200: "Success: restart on member %s",
+		202: "Success: restart scheduled on member %s",
+		409: "Failed: another restart is already scheduled on member %s",
 	}
+	x.askMembers(ms, "restart", 5*time.Minute, says, func(c *api.Client, ctx context.Context) (*api.Response, error) {
+		if force && at != nil {
+			_, _ = c.CancelRestart(ctx)
+		}
+		return c.Restart(ctx, opts)
+	})
 	return nil
 }
 
 func (x *ctl) reload(argv []string) error {
-	a, err := parseArgs(argv, map[string]string{"-r": "role=", "--role": "role=", "--force": "force", "--group": "group="})
+	a, cl, err := x.clusterCommand(argv, map[string]string{"-r": "role=", "--role": "role=", "--force": "force", "--group": "group="},
+		1, errNoClusterName)
 	if err != nil {
 		return err
 	}
-	if len(a.pos) == 0 {
-		return fail("Missing argument 'CLUSTER_NAME'.")
-	}
-	cl, err := x.cluster(a.pos[0])
+	ms, err := x.showMembers(cl, a.pos[1:], a.get("role"))
 	if err != nil {
-		return err
-	}
-	ms, err := x.members(cl, a.pos[1:], a.get("role"))
-	if err != nil {
-		return err
-	}
-	if err := printCluster(x.out, cl, x.cfg.Scope, "pretty", false); err != nil {
 		return err
 	}
 	if !a.has("force") && !x.confirm(fmt.Sprintf("Are you sure you want to reload members %s?", memberNames(ms)), false) {
@@ -1008,33 +1041,16 @@ func (x *ctl) reload(argv []string) error {
 			loopWait = s.LoopWait
 		}
 	}
-	for _, m := range ms {
-		ctx, cancel := x.ctx()
-		resp, err := x.client(m).Reload(ctx)
-		cancel()
-		switch {
-		case err != nil:
-			fmt.Fprintf(x.out, "Failed: reload for member %s, status code=0, (%v)\n", m.Name, err)
-		case resp.Code == 200:
-			fmt.Fprintf(x.out, "No changes to apply on member %s\n", m.Name)
-		case resp.Code == 202:
-			fmt.Fprintf(x.out, "Reload request received for member %s and will be processed within %d seconds\n", m.Name, loopWait)
-		default:
-			fmt.Fprintf(x.out, "Failed: reload for member %s, status code=%d, (%s)\n", m.Name, resp.Code, resp.Text())
-		}
-	}
+	x.askMembers(ms, "reload", x.timeout, map[int]string{
+		200: "No changes to apply on member %s",
+		202: "Reload request received for member %s and will be processed within " + strconv.Itoa(loopWait) + " seconds",
+	}, (*api.Client).Reload)
 	return nil
 }
 
 func (x *ctl) reinit(argv []string) error {
-	a, err := parseArgs(argv, map[string]string{"--force": "force", "--from-leader": "fromleader", "--wait": "wait", "--group": "group="})
-	if err != nil {
-		return err
-	}
-	if len(a.pos) == 0 {
-		return fail("Missing argument 'CLUSTER_NAME'.")
-	}
-	cl, err := x.cluster(a.pos[0])
+	a, cl, err := x.clusterCommand(argv, map[string]string{"--force": "force", "--from-leader": "fromleader", "--wait": "wait", "--group": "group="},
+		1, errNoClusterName)
 	if err != nil {
 		return err
 	}
@@ -1052,31 +1068,16 @@ func (x *ctl) reinit(argv []string) error {
 	if !a.has("force") && !x.confirm(fmt.Sprintf("Are you sure you want to reinitialize members %s?", memberNames(ms)), false) {
 		return fail("Aborted reinitialize")
 	}
-	for _, m := range ms {
-		ctx, cancel := x.ctx()
-		resp, err := x.client(m).Reinitialize(ctx, a.has("force"), a.has("fromleader"))
-		cancel()
-		switch {
-		case err != nil:
-			fmt.Fprintf(x.out, "Failed: reinitialize for member %s, status code=0, (%v)\n", m.Name, err)
-		case resp.Code == 200:
-			fmt.Fprintf(x.out, "Success: reinitialize for member %s\n", m.Name)
-		default:
-			fmt.Fprintf(x.out, "Failed: reinitialize for member %s, status code=%d, (%s)\n", m.Name, resp.Code, resp.Text())
-		}
-	}
+	x.askMembers(ms, "reinitialize", x.timeout, map[int]string{200: "Success: reinitialize for member %s"},
+		func(c *api.Client, ctx context.Context) (*api.Response, error) {
+			return c.Reinitialize(ctx, a.has("force"), a.has("fromleader"))
+		})
 	return nil
 }
 
 func (x *ctl) remove(argv []string) error {
-	a, err := parseArgs(argv, map[string]string{"-f": "format=", "--format": "format=", "--group": "group="})
-	if err != nil {
-		return err
-	}
-	if len(a.pos) == 0 {
-		return fail("Missing argument 'CLUSTER_NAME'.")
-	}
-	cl, err := x.cluster(a.pos[0])
+	_, cl, err := x.clusterCommand(argv, map[string]string{"-f": "format=", "--format": "format=", "--group": "group="},
+		1, errNoClusterName)
 	if err != nil {
 		return err
 	}
@@ -1148,18 +1149,12 @@ func (x *ctl) dsn(argv []string) error {
 }
 
 func (x *ctl) flush(argv []string) error {
-	a, err := parseArgs(argv, map[string]string{"-r": "role=", "--role": "role=", "--force": "force", "--group": "group="})
+	a, cl, err := x.clusterCommand(argv, map[string]string{"-r": "role=", "--role": "role=", "--force": "force", "--group": "group="},
+		2, "Usage: flush CLUSTER_NAME [MEMBER ...] {restart|switchover}")
 	if err != nil {
 		return err
-	}
-	if len(a.pos) < 2 {
-		return fail("Usage: flush CLUSTER_NAME [MEMBER ...] {restart|switchover}")
 	}
 	target := a.pos[len(a.pos)-1]
-	cl, err := x.cluster(a.pos[0])
-	if err != nil {
-		return err
-	}
 	switch target {
 	case "restart":
 		ms, err := x.members(cl, a.pos[1:len(a.pos)-1], a.get("role"))
@@ -1174,9 +1169,7 @@ func (x *ctl) flush(argv []string) error {
 				fmt.Fprintf(x.out, "No scheduled restart for member %s\n", m.Name)
 				continue
 			}
-			ctx, cancel := x.ctx()
-			resp, err := x.client(m).CancelRestart(ctx)
-			cancel()
+			resp, err := x.ask(m, x.timeout, (*api.Client).CancelRestart)
 			if err == nil && resp.Code == 200 {
 				fmt.Fprintf(x.out, "Success: flush scheduled restart for member %s\n", m.Name)
 			} else {
@@ -1193,9 +1186,7 @@ func (x *ctl) flush(argv []string) error {
 			if m.APIURL == "" {
 				continue
 			}
-			ctx, cancel := x.ctx()
-			resp, err := x.client(m).CancelSwitchover(ctx)
-			cancel()
+			resp, err := x.ask(m, x.timeout, (*api.Client).CancelSwitchover)
 			if err != nil {
 				continue
 			}

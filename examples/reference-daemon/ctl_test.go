@@ -151,6 +151,8 @@ func (c *ctlCluster) ctl(t *testing.T, stdin string, argv ...string) (string, er
 		err = x.reinit(argv[1:])
 	case "flush":
 		err = x.flush(argv[1:])
+	case "remove":
+		err = x.remove(argv[1:])
 	default:
 		t.Fatalf("no ctl command %s in this test", argv[0])
 	}
@@ -177,9 +179,9 @@ const ctlTablePending = `+ Cluster: batman (7277694203142172922) -+---------+---
 +-------------+----------------+---------+---------+----+-------------+-----+------------+-----+-----------------+------------------------+-------------------+------+
 `
 
-// spec/patronictl.md §3.5-§3.8: what restart, reload, reinit and flush
-// print for each member's answer, the prompts they ask, their refusals,
-// and the requests the members receive.
+// spec/patronictl.md §3.5-§3.8, §3.15: what restart, reload, reinit, flush
+// and remove print for each member's answer, the prompts they ask, their
+// refusals, and the requests the members receive.
 func TestCtlMemberActions(t *testing.T) {
 	refused := func(path string) string {
 		return "(api: POST " + path + ": Post \"http://DOWN" + path + "\": dial tcp DOWN: connect: connection refused)"
@@ -249,6 +251,9 @@ func TestCtlMemberActions(t *testing.T) {
 			wantErr: "No replica among provided members"},
 		{name: "reinit forced without names", argv: []string{"reinit", "batman", "--force"}},
 		{name: "reinit without cluster", argv: []string{"reinit"}, wantErr: "Missing argument 'CLUSTER_NAME'."},
+		{name: "remove wrong name", stdin: "robin\n", argv: []string{"remove", "batman"},
+			want: ctlTable + "Please confirm the cluster name to remove: ", wantErr: "Cluster names specified do not match"},
+		{name: "remove without cluster", argv: []string{"remove"}, wantErr: "Missing argument 'CLUSTER_NAME'."},
 		{name: "flush restart", argv: []string{"flush", "batman", "restart", "--force"},
 			loops: func(c *ctlCluster) { c.loops["postgresql1"].scheduled = true },
 			edit: func(m *dcs.Member) {
