@@ -2,14 +2,10 @@ package api
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +18,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/internal/testutil"
 )
 
 // spec/rest-api.md §2.2: Basic auth on unsafe endpoints only.
@@ -114,66 +111,32 @@ func TestAllowlist(t *testing.T) {
 	}
 }
 
+// pki is a test CA with a server certificate valid for 127.0.0.1 only
+// and a client certificate.
 type pki struct {
-	dir                  string
+	caFile               string
 	caPool               *x509.CertPool
 	serverCert, serverKy string
-	caFile               string
 	client               tls.Certificate
 }
 
-// newPKI writes a self-signed CA, a server certificate for 127.0.0.1 and a
-// client certificate into a temp dir. The server key is encrypted with
-// password when non-empty.
+// newPKI creates the CA and its certificates in a temp dir. The server key
+// is encrypted with password when non-empty.
 func newPKI(t *testing.T, password string) *pki {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		require.NoError(t, err)
-		return der, key
-	}
-	p := &pki{dir: dir, caPool: x509.NewCertPool()}
-	p.caPool.AddCert(ca)
-	write := func(name string, blocks ...*pem.Block) string {
-		var out []byte
-		for _, b := range blocks {
-			out = append(out, pem.EncodeToMemory(b)...)
-		}
-		f := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(f, out, 0o600))
-		return f
-	}
-	p.caFile = write("ca.pem", &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	sDER, sKey := issue(2, "server", x509.ExtKeyUsageServerAuth)
-	p.serverCert = write("server.pem", &pem.Block{Type: "CERTIFICATE", Bytes: sDER})
-	kDER, err := x509.MarshalECPrivateKey(sKey)
-	require.NoError(t, err)
-	kb := &pem.Block{Type: "EC PRIVATE KEY", Bytes: kDER}
+	ca := testutil.NewTestCA(t, "test CA")
+	srv, cli := ca.IssueCert("server", "127.0.0.1"), ca.IssueCert("client", "127.0.0.1")
 	if password != "" {
+		b, err := os.ReadFile(srv.KeyFile)
+		require.NoError(t, err)
+		kb, _ := pem.Decode(b)
+		require.NotNil(t, kb)
 		//lint:ignore SA1019 legacy encrypted PEM is what keyfile_password protects
 		kb, err = x509.EncryptPEMBlock(rand.Reader, kb.Type, kb.Bytes, []byte(password), x509.PEMCipherAES256) //nolint:staticcheck
 		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(srv.KeyFile, pem.EncodeToMemory(kb), 0o600))
 	}
-	p.serverKy = write("server.key", kb)
-	cDER, cKey := issue(3, "client", x509.ExtKeyUsageClientAuth)
-	p.client = tls.Certificate{Certificate: [][]byte{cDER}, PrivateKey: cKey}
-	return p
+	return &pki{caFile: ca.CertFile, caPool: ca.Pool, serverCert: srv.CertFile, serverKy: srv.KeyFile, client: cli.TLS}
 }
 
 // spec/rest-api.md §2.3: TLS and verify_client none/optional/required.

@@ -1,17 +1,8 @@
 package consul
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -26,9 +17,8 @@ import (
 // verified against our CA; an unknown CA is refused unless verify is off.
 func TestTLS(t *testing.T) {
 	skipShort(t)
-	dir := t.TempDir()
-	ca, caKey := writeCA(t, dir)
-	writeServerCert(t, dir, ca, caKey)
+	ca := testutil.NewTestCA(t, "pgwarden test CA")
+	srv := ca.IssueCert("server.dc1.consul", "server.dc1.consul", "localhost", "127.0.0.1")
 	https := testutil.FreePort(t)
 	testutil.StartConsulWith(t, testutil.ConsulOptions{HCL: []string{
 		fmt.Sprintf(`ports { https = %d }`, https),
@@ -36,7 +26,7 @@ func TestTLS(t *testing.T) {
   cert_file = %q
   key_file = %q
   verify_incoming = false } }`,
-			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")),
+			ca.CertFile, srv.CertFile, srv.KeyFile),
 	}})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(https))
 	cases := []struct {
@@ -44,7 +34,7 @@ func TestTLS(t *testing.T) {
 		tls     TLSConfig
 		wantErr bool
 	}{
-		{"verified with our CA", TLSConfig{CACert: filepath.Join(dir, "ca.pem")}, false},
+		{"verified with our CA", TLSConfig{CACert: ca.CertFile}, false},
 		{"unknown CA", TLSConfig{}, true},
 		{"verify off", TLSConfig{InsecureSkipVerify: true}, false},
 	}
@@ -64,61 +54,12 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-func writeCA(t *testing.T, dir string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "pgwarden test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", der)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return cert, key
-}
-
-func writeServerCert(t *testing.T, dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "server.dc1.consul"},
-		DNSNames:     []string{"server.dc1.consul", "localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	writePEM(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", der)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	writePEM(t, filepath.Join(dir, "server-key.pem"), "EC PRIVATE KEY", kder)
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-}
-
 // spec/config.md ("consul": cert, key): a client certificate for an agent
 // that verifies incoming HTTPS clients.
 func TestMutualTLS(t *testing.T) {
 	skipShort(t)
-	dir := t.TempDir()
-	ca, caKey := writeCA(t, dir)
-	writeServerCert(t, dir, ca, caKey) // also valid for client auth
+	ca := testutil.NewTestCA(t, "pgwarden test CA")
+	srv := ca.IssueCert("server.dc1.consul", "server.dc1.consul", "localhost", "127.0.0.1") // also valid for client auth
 	https := testutil.FreePort(t)
 	testutil.StartConsulWith(t, testutil.ConsulOptions{HCL: []string{
 		fmt.Sprintf(`ports { https = %d }`, https),
@@ -126,17 +67,16 @@ func TestMutualTLS(t *testing.T) {
   cert_file = %q
   key_file = %q }
   https { verify_incoming = true } }`,
-			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")),
+			ca.CertFile, srv.CertFile, srv.KeyFile),
 	}})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(https))
-	ca1 := filepath.Join(dir, "ca.pem")
 	cases := []struct {
 		name    string
 		tls     TLSConfig
 		wantErr bool
 	}{
-		{"with client certificate", TLSConfig{CACert: ca1, Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem")}, false},
-		{"without client certificate", TLSConfig{CACert: ca1}, true},
+		{"with client certificate", TLSConfig{CACert: ca.CertFile, Cert: srv.CertFile, Key: srv.KeyFile}, false},
+		{"without client certificate", TLSConfig{CACert: ca.CertFile}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
