@@ -124,48 +124,73 @@ type (
 	CrashRecovery struct{}
 	// CancelOp cancels the running background operation.
 	CancelOp struct{}
-	// ArmWatchdog activates the watchdog (or sends a keepalive).
-	ArmWatchdog struct{}
+	// ArmWatchdog activates the watchdog with Timeout (or sends a
+	// keepalive, resetting the timeout when it changed).
+	ArmWatchdog struct{ Timeout time.Duration }
 	// DisarmWatchdog disables the watchdog.
 	DisarmWatchdog struct{}
-	// SyncSlots makes the physical replication slots exactly Names
-	// (comma-joined, sorted): create the missing, drop the others.
-	SyncSlots struct{ Names string }
+	// SyncSlots makes the replication slots exactly Names (physical,
+	// comma-joined, sorted) plus Logical ("name:database:plugin",
+	// comma-joined, sorted): create the missing, drop the others.
+	SyncSlots struct{ Names, Logical string }
+	// CopyLogicalSlots copies the named logical slots (comma-joined,
+	// sorted) from the leader in the background (spec §10 step 6).
+	CopyLogicalSlots struct{ From, Names string }
+	// Restart restarts Postgres in the background in its current role
+	// (Primary, else following Upstream), marking a recovery attempt; the
+	// start may take Timeout (spec §9.1).
+	Restart struct {
+		Primary  bool
+		Upstream string
+		Timeout  time.Duration
+	}
+	// LeaveSync publishes nosync in the member key so the primary drops
+	// this replica from /sync before it stops (spec §7.6).
+	LeaveSync struct{}
+	// Refuse answers the pending request with Err.
+	Refuse struct{ Err error }
+	// ClearScheduledRestart removes the scheduled restart (spec §9.2).
+	ClearScheduledRestart struct{}
 	// Exit stops the daemon (fatal configuration problem).
 	Exit struct{ Reason string }
 )
 
-func (ProbePeers) isAction()          {}
-func (ProbeFailsafe) isAction()       {}
-func (AcquireLeader) isAction()       {}
-func (UpdateLeader) isAction()        {}
-func (TakeLeader) isAction()          {}
-func (ReleaseLeader) isAction()       {}
-func (RaceInitialize) isAction()      {}
-func (WriteInitialize) isAction()     {}
-func (CancelInitialize) isAction()    {}
-func (WriteConfig) isAction()         {}
-func (ClearFailover) isAction()       {}
-func (RewriteFailover) isAction()     {}
-func (SetSync) isAction()             {}
-func (DeleteSync) isAction()          {}
-func (SetSyncStandbyNames) isAction() {}
-func (WriteHistory) isAction()        {}
-func (Bootstrap) isAction()           {}
-func (Clone) isAction()               {}
-func (StartPostgres) isAction()       {}
-func (StopPostgres) isAction()        {}
-func (Promote) isAction()             {}
-func (Demote) isAction()              {}
-func (Follow) isAction()              {}
-func (Rewind) isAction()              {}
-func (Reinit) isAction()              {}
-func (CrashRecovery) isAction()       {}
-func (CancelOp) isAction()            {}
-func (ArmWatchdog) isAction()         {}
-func (DisarmWatchdog) isAction()      {}
-func (Exit) isAction()                {}
-func (SyncSlots) isAction()           {}
+func (ProbePeers) isAction()            {}
+func (ProbeFailsafe) isAction()         {}
+func (AcquireLeader) isAction()         {}
+func (UpdateLeader) isAction()          {}
+func (TakeLeader) isAction()            {}
+func (ReleaseLeader) isAction()         {}
+func (RaceInitialize) isAction()        {}
+func (WriteInitialize) isAction()       {}
+func (CancelInitialize) isAction()      {}
+func (WriteConfig) isAction()           {}
+func (ClearFailover) isAction()         {}
+func (RewriteFailover) isAction()       {}
+func (SetSync) isAction()               {}
+func (DeleteSync) isAction()            {}
+func (SetSyncStandbyNames) isAction()   {}
+func (WriteHistory) isAction()          {}
+func (Bootstrap) isAction()             {}
+func (Clone) isAction()                 {}
+func (StartPostgres) isAction()         {}
+func (StopPostgres) isAction()          {}
+func (Promote) isAction()               {}
+func (Demote) isAction()                {}
+func (Follow) isAction()                {}
+func (Rewind) isAction()                {}
+func (Reinit) isAction()                {}
+func (CrashRecovery) isAction()         {}
+func (CancelOp) isAction()              {}
+func (ArmWatchdog) isAction()           {}
+func (DisarmWatchdog) isAction()        {}
+func (Exit) isAction()                  {}
+func (SyncSlots) isAction()             {}
+func (CopyLogicalSlots) isAction()      {}
+func (Restart) isAction()               {}
+func (LeaveSync) isAction()             {}
+func (Refuse) isAction()                {}
+func (ClearScheduledRestart) isAction() {}
 
 func (ProbePeers) String() string      { return "probe-peers" }
 func (ProbeFailsafe) String() string   { return "probe-failsafe" }
@@ -215,7 +240,7 @@ func (a Rewind) String() string       { return "rewind from=" + a.Leader }
 func (a Reinit) String() string       { return "reinit from=" + a.Leader }
 func (CrashRecovery) String() string  { return "crash-recovery" }
 func (CancelOp) String() string       { return "cancel-op" }
-func (ArmWatchdog) String() string    { return "arm-watchdog" }
+func (a ArmWatchdog) String() string  { return fmt.Sprintf("arm-watchdog timeout=%s", a.Timeout) }
 func (DisarmWatchdog) String() string { return "disarm-watchdog" }
 func (a Exit) String() string         { return "exit: " + a.Reason }
 
@@ -279,4 +304,21 @@ func has[T Action](d Decision) bool {
 	return false
 }
 
-func (a SyncSlots) String() string { return "sync-slots [" + a.Names + "]" }
+func (a SyncSlots) String() string {
+	if a.Logical != "" {
+		return "sync-slots [" + a.Names + "] logical [" + a.Logical + "]"
+	}
+	return "sync-slots [" + a.Names + "]"
+}
+func (a CopyLogicalSlots) String() string {
+	return "copy-logical-slots [" + a.Names + "] from=" + a.From
+}
+func (a Restart) String() string {
+	if a.Primary {
+		return "restart primary"
+	}
+	return "restart upstream=" + orNone(a.Upstream)
+}
+func (LeaveSync) String() string             { return "leave-sync" }
+func (a Refuse) String() string              { return "refuse: " + a.Err.Error() }
+func (ClearScheduledRestart) String() string { return "clear-scheduled-restart" }

@@ -114,6 +114,23 @@ type Config struct {
 	// the given remote primary.
 	StandbyCluster *StandbyCluster
 	Watchdog       WatchdogMode
+	// WatchdogSafetyMargin is how long before the lease ends the watchdog
+	// fires: timeout = ttl − margin. nil means 5 s; a negative value means
+	// timeout = ttl / 2 (spec/ha-loop.md §16). A timeout shorter than
+	// loop_wait makes the watchdog unsupported (a keepalive per cycle
+	// could not keep it from firing).
+	WatchdogSafetyMargin *time.Duration
+
+	// PrimaryRaceBackoff postpones the leader race while this replica's
+	// WAL still advances (spec/ha-loop.md §3.1): a replica that still
+	// receives WAL from a dying primary gets its last records before the
+	// race compares positions. 0 (default) disables it; it adds at most
+	// this much to a failover.
+	PrimaryRaceBackoff time.Duration
+	// MemberSlotsTTL is how long the leader keeps the physical slot of a
+	// member whose key vanished (published as /status.retain_slots,
+	// spec/ha-loop.md §10). Default 30 min; 0 drops the slot with the key.
+	MemberSlotsTTL *time.Duration
 
 	// Logger receives the decision log; nil means slog.Default().
 	Logger *slog.Logger
@@ -167,6 +184,29 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// memberSlotsTTL returns MemberSlotsTTL or its default of 30 min.
+func (c Config) memberSlotsTTL() time.Duration {
+	if c.MemberSlotsTTL == nil {
+		return 30 * time.Minute
+	}
+	return *c.MemberSlotsTTL
+}
+
+// WatchdogTimeout is the watchdog timeout for ttl (spec/ha-loop.md §16):
+// ttl − margin, or ttl/2 for a negative margin. Safe because the lease is
+// renewed every loop_wait and the timeout ends before the key expires, so
+// a hung primary is reset before another node can take the key.
+func (c Config) WatchdogTimeout(ttl time.Duration) time.Duration {
+	m := 5 * time.Second
+	if c.WatchdogSafetyMargin != nil {
+		m = *c.WatchdogSafetyMargin
+	}
+	if m < 0 {
+		return ttl / 2
+	}
+	return ttl - m
 }
 
 func defaultMargin(ttl time.Duration) time.Duration {
@@ -233,6 +273,12 @@ func effective(c Config, cc *dcs.ClusterConfig) Settings {
 		}
 		if v, ok := dcs.IntValue(d["synchronous_node_count"]); ok && v > 0 {
 			s.SyncNodeCount = v
+		}
+		if v, ok := seconds(d["primary_race_backoff"]); ok && v >= 0 {
+			s.PrimaryRaceBackoff = v
+		}
+		if v, ok := seconds(d["member_slots_ttl"]); ok && v >= 0 {
+			s.MemberSlotsTTL = &v
 		}
 		if v, ok := d["failsafe_mode"]; ok {
 			s.FailsafeMode = dcs.Truthy(v)

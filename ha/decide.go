@@ -21,6 +21,7 @@ import (
 func Decide(o Observation) Decision {
 	x := newCycle(&o)
 	d := x.decide()
+	d = x.requests(d)
 	if d.Role == "" {
 		d.Role = x.role()
 	}
@@ -30,7 +31,11 @@ func Decide(o Observation) Decision {
 	if x.s.Paused && d.Message != "" {
 		d.Message = "PAUSE: " + d.Message
 	}
-	d.Actions = append(d.Actions, x.slots(d)...)
+	x.addSlots(&d)
+	if x.s.Paused && x.o.WatchdogArmed {
+		// §2 step 2, §13: no watchdog in maintenance mode.
+		x.pre = append(x.pre, DisarmWatchdog{})
+	}
 	d.Actions = append(x.pre, d.Actions...)
 	return d
 }
@@ -56,7 +61,26 @@ func newCycle(o *Observation) *cycle {
 	if x.c == nil {
 		x.c = &dcs.Cluster{}
 	}
+	x.injectFailsafeLeader()
 	return x
+}
+
+// injectFailsafeLeader is §2 step 1 / §11: in failsafe mode a primary that
+// sent POST /failsafe within ttl is the leader of an unlocked cluster, so
+// replicas keep following it and do not race.
+func (x *cycle) injectFailsafeLeader() {
+	fl := x.o.FailsafeLeader
+	if !x.s.FailsafeMode || fl == nil || x.o.Cluster == nil || x.c.IsLocked() || fl.Name == x.me || !x.o.Now.Before(fl.Until) {
+		return
+	}
+	c := *x.c // shallow copy: the observation is never modified
+	m := c.Member(fl.Name)
+	if m == nil {
+		m = &dcs.Member{Name: fl.Name, ConnURL: fl.ConnURL, APIURL: fl.APIURL, Role: "primary", State: "running"}
+		c.Members = append(slices.Clone(c.Members), m)
+	}
+	c.Leader = &dcs.Leader{Name: fl.Name, Member: m}
+	x.c = &c
 }
 
 // withDefaultsPure is withDefaults without touching the logger (Decide
@@ -220,11 +244,20 @@ func (x *cycle) decideDCSError() Decision {
 }
 
 func (x *cycle) watchdogKeepalive() []Action {
-	if x.s.Watchdog == WatchdogOff || x.s.Paused {
+	if x.s.Watchdog == WatchdogOff || x.s.Paused || !x.watchdogUsable() {
 		return nil
 	}
-	return []Action{ArmWatchdog{}}
+	return []Action{x.arm()}
 }
+
+// watchdogUsable is §16: the device works and its timeout (ttl − safety
+// margin) is at least loop_wait, so one keepalive per cycle keeps it from
+// firing.
+func (x *cycle) watchdogUsable() bool {
+	return x.o.WatchdogUsable && x.s.WatchdogTimeout(x.s.TTL) >= x.s.LoopWait
+}
+
+func (x *cycle) arm() ArmWatchdog { return ArmWatchdog{Timeout: x.s.WatchdogTimeout(x.s.TTL)} }
 
 // ---- §2 step 5: a background operation is running ----
 
@@ -353,8 +386,8 @@ func (x *cycle) decidePostBootstrap() Decision {
 		return Decision{Message: "waiting for end of recovery after bootstrap"}
 	}
 	acts := []Action{}
-	if x.s.Watchdog != WatchdogOff {
-		acts = append(acts, ArmWatchdog{})
+	if x.s.Watchdog != WatchdogOff && x.watchdogUsable() {
+		acts = append(acts, x.arm())
 	}
 	acts = append(acts, WriteInitialize{SysID: x.pg.SysID}, WriteConfig{}, TakeLeader{})
 	if x.s.SyncMode != SyncOff && x.s.SyncStrict {
@@ -620,13 +653,15 @@ func (x *cycle) enforceStandbyLeader(noAction, promoted string) Decision {
 func (x *cycle) enforcePrimary(noAction, promoted string) Decision {
 	var acts []Action
 	if !x.s.Paused && x.s.Watchdog != WatchdogOff {
-		if !x.o.WatchdogUsable && x.s.Watchdog == WatchdogRequired {
+		if !x.watchdogUsable() && x.s.Watchdog == WatchdogRequired {
 			if x.pg.Primary {
 				return Decision{Actions: []Action{Demote{Mode: DemoteImmediate}}, Message: "Demoting self because watchdog could not be activated", Role: "demoted"}
 			}
 			return Decision{Actions: []Action{ReleaseLeader{}}, Message: "Not promoting self because watchdog could not be activated"}
 		}
-		acts = append(acts, ArmWatchdog{})
+		if x.watchdogUsable() {
+			acts = append(acts, x.arm())
+		}
 	}
 	if x.pg.Primary {
 		acts = append(acts, x.manageSync()...)
@@ -795,6 +830,9 @@ func (x *cycle) decideLeaderRace() Decision {
 	if x.failed(AcquireLeader{}) {
 		return x.follow("demoted self after trying and failing to obtain lock", "following new leader after trying and failing to obtain lock")
 	}
+	if d, wait := x.raceBackoff(); wait {
+		return d
+	}
 	v := x.healthiest()
 	if v.needPeers {
 		return Decision{Actions: []Action{ProbePeers{}}, Message: "asking peers whether I am the healthiest node"}
@@ -882,7 +920,7 @@ func (x *cycle) healthiest() verdict {
 			return v
 		}
 	}
-	if x.s.Watchdog == WatchdogRequired && !x.o.WatchdogUsable {
+	if x.s.Watchdog == WatchdogRequired && !x.watchdogUsable() {
 		return vNoBecause("Watchdog device is not usable")
 	}
 	pool := x.pool()

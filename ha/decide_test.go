@@ -498,7 +498,7 @@ func TestDecide(t *testing.T) {
 			w: newWorld("n1", "n1").with(func(o *Observation) {
 				o.Config.Watchdog, o.WatchdogUsable = WatchdogAutomatic, true
 			}),
-			msg: "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}, ArmWatchdog{}}, role: "primary",
+			msg: "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}, ArmWatchdog{Timeout: 25 * time.Second}}, role: "primary",
 		},
 		{
 			name: "history written after promotion", spec: "§7.4",

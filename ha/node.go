@@ -54,10 +54,18 @@ type Postgres interface {
 	// TimelineHistory reads the local timeline history file of the current
 	// timeline.
 	TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error)
-	// SyncSlots makes the physical replication slots exactly names
-	// (create missing, drop others; an active slot that cannot be dropped
-	// is retried next cycle).
-	SyncSlots(ctx context.Context, names []string) error
+	// SyncSlots makes the replication slots exactly the physical names
+	// plus the logical slots (create missing, drop others; an active slot
+	// that cannot be dropped is retried next cycle). On a replica logical
+	// lists only slots that exist (copies), which must be kept.
+	SyncSlots(ctx context.Context, physical []string, logical []LogicalSlot) error
+	// Restart restarts Postgres in its current role: as a primary when
+	// primary, else as a replica of upstream (spec/ha-loop.md §9.1).
+	Restart(ctx context.Context, primary bool, upstream *dcs.Member) error
+	// CopyLogicalSlots copies the named logical slots from the leader into
+	// this replica (spec/ha-loop.md §10 step 6); Postgres is restarted to
+	// load them.
+	CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error
 }
 
 // Peers asks other members' REST APIs. Called from the loop goroutine; each
@@ -73,7 +81,9 @@ type Peers interface {
 
 // Watchdog is the optional watchdog device.
 type Watchdog interface {
-	Arm() error // activate or keepalive
+	// Arm activates the device with timeout, or sends a keepalive (and
+	// sets the new timeout when it changed since activation).
+	Arm(timeout time.Duration) error
 	Disarm() error
 	Usable() bool
 }
@@ -186,6 +196,9 @@ type Node struct {
 	log   *slog.Logger
 	wake  chan struct{}
 	state atomic.Pointer[Status]
+	// ttl is the ttl of the last cycle's settings (for failsafe
+	// heartbeats received on API goroutines).
+	ttl atomic.Int64
 
 	mu     sync.Mutex // guards hist, op fields used by the background goroutine
 	hist   []LogEntry
@@ -196,6 +209,12 @@ type Node struct {
 	opFinished chan struct{}
 	opWG       sync.WaitGroup
 	lastMsg    string
+	// req is the manual request waiting for the loop.
+	req       *pendingRequest
+	scheduled *ScheduledRestart
+	failsafe  *FailsafeLeader
+	// pgStart is the postmaster start time seen by the last cycle.
+	pgStart time.Time
 
 	// Loop goroutine only.
 	lease         Lease
@@ -207,6 +226,19 @@ type Node struct {
 	unlockedSince time.Time
 	exit          string
 	lastDecision  string
+	prevLSN       dcs.LSN
+	wdArmed       bool
+	leavingSince  time.Time
+	// slotSeen is when each member's slot was last seen in the cluster
+	// while this node held the lock (member_slots_ttl, spec §10).
+	slotSeen map[string]time.Time
+	retain   []string
+}
+
+// pendingRequest is a manual request and where to send its answer.
+type pendingRequest struct {
+	r     Request
+	reply chan error // buffered 1
 }
 
 // New validates the options and returns a Node.
@@ -230,6 +262,7 @@ func New(opts Options) (*Node, error) {
 		firstCycle: true,
 	}
 	n.state.Store(&Status{Name: cfg.Name, State: "stopped"})
+	n.ttl.Store(int64(cfg.TTL))
 	return n, nil
 }
 
@@ -336,6 +369,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	if n.opts.Watchdog != nil {
 		_ = n.opts.Watchdog.Disarm()
 	}
+	n.leaveSyncForShutdown(ctx, s, held)
 	pctx, cancel := context.WithTimeout(ctx, max(s.RetryTimeout, 10*time.Second))
 	defer cancel()
 	var last *dcs.Status
@@ -359,6 +393,50 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.publish(Decision{Message: "shut down", Role: "replica", State: "stopped"}, PGState{}, true, Observation{})
 	return nil
+}
+
+// leaveSyncForShutdown is §7.6 before the stop of §15: a synchronous
+// replica publishes nosync and waits (polling every 2 s, at most
+// 2 × loop_wait) until /sync no longer lists it, so the primary's commits
+// do not hang on a standby that is going away. DCS errors end the wait.
+func (n *Node) leaveSyncForShutdown(ctx context.Context, s Settings, held bool) {
+	cl := n.lastCluster
+	if held || s.SyncMode == SyncOff || cl == nil || cl.Sync.IsEmpty() || n.cfg.member().NoSync() {
+		return
+	}
+	listed := func(c *dcs.Cluster) bool {
+		return c.Sync != nil && (strings.EqualFold(c.Sync.Leader, n.cfg.Name) || c.Sync.Matches(n.cfg.Name))
+	}
+	if !listed(cl) || strings.EqualFold(cl.Sync.Leader, n.cfg.Name) {
+		return
+	}
+	pg, err := n.opts.Postgres.State(ctx)
+	if err != nil || !pg.Running || pg.Primary {
+		return
+	}
+	n.leavingSince = n.clk.Now()
+	dctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
+	err = n.opts.Store.TouchMember(dctx, n.member(pg, Decision{Role: "replica", State: "running"}))
+	cancel()
+	if err != nil || n.opts.Inline {
+		return
+	}
+	deadline := n.clk.Now().Add(2 * s.LoopWait)
+	for n.clk.Now().Before(deadline) {
+		t := n.clk.NewTimer(min(2*time.Second, deadline.Sub(n.clk.Now())))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		dctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
+		c, err := n.opts.Store.Cluster(dctx)
+		cancel()
+		if err != nil || !listed(c) {
+			return
+		}
+	}
 }
 
 func (n *Node) cancelOp() {
@@ -392,11 +470,29 @@ func (n *Node) Step(ctx context.Context) Decision {
 		o.Op = *done
 		n.opDone = nil
 	}
+	if n.req != nil {
+		r := n.req.r
+		o.Request = &r
+	}
+	if n.scheduled != nil {
+		sr := *n.scheduled
+		o.ScheduledRestart = &sr
+	}
+	if n.failsafe != nil {
+		f := *n.failsafe
+		o.FailsafeLeader = &f
+	}
 	n.mu.Unlock()
+	o.PrevLSN, o.WatchdogArmed = n.prevLSN, n.wdArmed
+	if !n.leavingSince.IsZero() && (done != nil && done.Kind == OpRestart || o.Request == nil && o.ScheduledRestart == nil && !o.Op.Running) {
+		// §7.6: the restart this replica left sync duty for is over.
+		n.leavingSince = time.Time{}
+	}
+	o.LeavingSyncSince = n.leavingSince
 	if !o.Op.Running && n.recovery {
 		// §2 step 8: the start after a crash finished; a success is not
 		// news, a failure is reported once.
-		if done != nil && done.Kind == OpStart && !done.Failed {
+		if done != nil && (done.Kind == OpStart || done.Kind == OpRestart) && !done.Failed {
 			n.recovery = false
 		} else {
 			o.RecoveryAttempt = true
@@ -414,7 +510,10 @@ func (n *Node) Step(ctx context.Context) Decision {
 			o.LastConfig = cl.Config
 			s = n.settings()
 			n.opts.Store.SetTTL(s.TTL)
+			n.ttl.Store(int64(s.TTL))
 		}
+		n.trackSlots(cl, s, now)
+		o.RetainSlots = n.retain
 		if cl.IsLocked() {
 			n.lastCluster = cl
 			o.LastCluster = cl
@@ -447,6 +546,9 @@ func (n *Node) Step(ctx context.Context) Decision {
 		}
 	}
 	o.PG = pg
+	n.mu.Lock()
+	n.pgStart = pg.PostmasterStart
+	n.mu.Unlock()
 	d := Decide(o)
 	failures := 0
 run:
@@ -501,6 +603,9 @@ run:
 func (n *Node) finish(ctx context.Context, o Observation, d Decision, pg PGState) {
 	if o.RecoveryAttempt {
 		n.recovery = false
+	}
+	if pg.LSN > 0 {
+		n.prevLSN = pg.LSN
 	}
 	if !o.DCSError && n.exit == "" {
 		cctx, cancel := context.WithTimeout(ctx, n.settings().RetryTimeout)
@@ -558,7 +663,17 @@ func (n *Node) member(pg PGState, d Decision) *dcs.Member {
 		Name: n.cfg.Name, APIURL: n.opts.APIURL, ConnURL: n.opts.ConnURL,
 		State: d.State, Role: d.Role, PatroniVersion: n.opts.Version,
 		Tags: n.cfg.Tags, Pause: n.settings().Paused,
+		PendingRestart: pg.PendingRestart, PendingRestartReason: pg.PendingRestartReason,
 	}
+	if !n.leavingSince.IsZero() {
+		// §7.6: tell the primary to drop us from /sync.
+		m.Tags = leavingSyncTags(n.cfg.Tags)
+	}
+	n.mu.Lock()
+	if sr := n.scheduled; sr != nil {
+		m.ScheduledRestart = publishedRestart(sr)
+	}
+	n.mu.Unlock()
 	if pg.Running {
 		lsn := pg.LSN
 		m.XLogLocation = &lsn
@@ -645,6 +760,7 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 			return fmt.Errorf("acquire leader key: %w", err)
 		}
 		n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
+		n.slotsAcquired(cl, now)
 	case TakeLeader:
 		n.refreshing(now, s.TTL)
 		if err := st.TakeLeader(dctx); err != nil {
@@ -653,7 +769,7 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		n.lease = Lease{Held: true, RenewedAt: now, TTL: s.TTL}
 		n.bootstrapping = false
 	case UpdateLeader:
-		u := dcs.LeaderUpdate{Status: &dcs.Status{LastLSN: o.PG.LSN}}
+		u := dcs.LeaderUpdate{Status: &dcs.Status{LastLSN: o.PG.LSN, Slots: leaderSlots(n.cfg.Name, o.PG), RetainSlots: n.retain}}
 		if !o.PG.Primary {
 			u.Status = nil
 		}
@@ -762,22 +878,34 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		})
 	case Reinit:
 		from := n.upstream(cl, a.Leader)
+		if n.opts.Watchdog != nil && n.wdArmed {
+			n.wdArmed = false
+			_ = n.opts.Watchdog.Disarm()
+		}
+		reply := n.takeRequest(RequestReinitialize)
 		n.runOp(ctx, OpReinit, func(ctx context.Context) error {
 			if err := pg.Stop(ctx, true); err != nil {
 				return fmt.Errorf("reinitialize: stop: %w", err)
 			}
 			return pg.CreateReplica(ctx, from)
 		})
+		if reply != nil {
+			reply <- nil // started: POST /reinitialize does not wait for the clone
+		}
 	case CrashRecovery:
 		n.runOp(ctx, OpCrashRecovery, pg.CrashRecovery)
 	case CancelOp:
 		n.cancelOp()
 	case ArmWatchdog:
 		if n.opts.Watchdog != nil {
-			return wrap("arm watchdog", n.opts.Watchdog.Arm())
+			if err := n.opts.Watchdog.Arm(a.Timeout); err != nil {
+				return fmt.Errorf("arm watchdog: %w", err)
+			}
+			n.wdArmed = true
 		}
 	case DisarmWatchdog:
 		if n.opts.Watchdog != nil {
+			n.wdArmed = false
 			return wrap("disarm watchdog", n.opts.Watchdog.Disarm())
 		}
 	case SyncSlots:
@@ -785,7 +913,31 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		if a.Names != "" {
 			names = strings.Split(a.Names, ",")
 		}
-		return wrap("sync slots", pg.SyncSlots(ctx, names))
+		return wrap("sync slots", pg.SyncSlots(ctx, names, ParseLogicalSlots(a.Logical)))
+	case CopyLogicalSlots:
+		from := n.upstream(cl, a.From)
+		names := strings.Split(a.Names, ",")
+		n.runOp(ctx, OpCopySlots, func(ctx context.Context) error { return pg.CopyLogicalSlots(ctx, from, names) })
+	case Restart:
+		var up *dcs.Member
+		if !a.Primary {
+			up = n.upstream(cl, a.Upstream)
+		}
+		n.recovery = true
+		reply := n.takeRequest(RequestRestart)
+		n.runOpWith(ctx, OpRestart, a.Timeout, reply, func(ctx context.Context) error { return pg.Restart(ctx, a.Primary, up) })
+	case LeaveSync:
+		if n.leavingSince.IsZero() {
+			n.leavingSince = now
+		}
+	case Refuse:
+		if reply := n.takeRequest(0); reply != nil {
+			reply <- a.Err
+		}
+	case ClearScheduledRestart:
+		n.mu.Lock()
+		n.scheduled = nil
+		n.mu.Unlock()
 	case Exit:
 		n.exit = a.Reason
 	default:
@@ -838,11 +990,25 @@ func wrap(op string, err error) error {
 // runOp runs a long operation: inline, or in the background while the loop
 // keeps renewing the lease. Its result is seen by the next cycle.
 func (n *Node) runOp(ctx context.Context, kind OpKind, f func(context.Context) error) {
+	n.runOpWith(ctx, kind, 0, nil, f)
+}
+
+// runOpWith is runOp with a start timeout (restart) and a channel that
+// receives the operation's result (a REST request waiting for it).
+func (n *Node) runOpWith(ctx context.Context, kind OpKind, timeout time.Duration, reply chan error, f func(context.Context) error) {
 	now := n.clk.Now()
+	if reply != nil {
+		g := f
+		f = func(ctx context.Context) error {
+			err := g(ctx)
+			reply <- err
+			return err
+		}
+	}
 	if n.opts.Inline {
 		err := f(ctx)
 		n.mu.Lock()
-		n.opDone = &Operation{Kind: kind, Started: now, Failed: err != nil}
+		n.opDone = &Operation{Kind: kind, Started: now, Timeout: timeout, Failed: err != nil}
 		n.mu.Unlock()
 		return
 	}
@@ -858,7 +1024,7 @@ func (n *Node) runOp(ctx context.Context, kind OpKind, f func(context.Context) e
 	octx, cancel := context.WithCancel(ctx)
 	finished := make(chan struct{})
 	n.mu.Lock()
-	n.op = Operation{Kind: kind, Running: true, Started: now}
+	n.op = Operation{Kind: kind, Running: true, Started: now, Timeout: timeout}
 	n.cancel = cancel
 	n.opFinished = finished
 	n.mu.Unlock()
@@ -870,7 +1036,7 @@ func (n *Node) runOp(ctx context.Context, kind OpKind, f func(context.Context) e
 		n.op = Operation{}
 		n.cancel = nil
 		n.opFinished = nil
-		n.opDone = &Operation{Kind: kind, Started: now, Failed: err != nil}
+		n.opDone = &Operation{Kind: kind, Started: now, Timeout: timeout, Failed: err != nil}
 		n.mu.Unlock()
 		n.Wake()
 	})

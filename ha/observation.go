@@ -73,6 +73,19 @@ type PGState struct {
 	Slots []string
 	// PostmasterStart identifies the postmaster incarnation.
 	PostmasterStart time.Time
+	// LogicalSlots are the names of the logical replication slots that
+	// exist.
+	LogicalSlots []string
+	// SlotLSNs are the positions of the existing slots (restart_lsn of a
+	// physical slot, confirmed_flush_lsn of a logical one); a leader
+	// publishes them as /status.slots (spec/ha-loop.md §10).
+	SlotLSNs map[string]dcs.LSN
+	// ServerVersion is server_version_num (150004); 0 when unknown.
+	ServerVersion int
+	// PendingRestart reports postmaster-context parameters whose new value
+	// needs a restart; PendingRestartReason lists them.
+	PendingRestart       bool
+	PendingRestartReason map[string]dcs.PendingParam
 }
 
 // ReplicaStat is one row of pg_stat_replication.
@@ -114,9 +127,10 @@ const (
 	OpRewind
 	OpReinit
 	OpCrashRecovery
+	OpCopySlots
 )
 
-var opNames = [...]string{"", "bootstrap", "clone", "start", "restart", "promote", "demote", "rewind", "reinitialize", "crash recovery"}
+var opNames = [...]string{"", "bootstrap", "clone", "start", "restart", "promote", "demote", "rewind", "reinitialize", "crash recovery", "copy logical slots"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) {
@@ -130,6 +144,9 @@ type Operation struct {
 	Kind    OpKind
 	Running bool
 	Started time.Time
+	// Timeout is how long a restart may take before the startup-timeout
+	// rules apply (0: primary_start_timeout).
+	Timeout time.Duration
 	// Failed is set when the last finished operation of Kind failed; the
 	// next cycle sees it once.
 	Failed bool
@@ -199,11 +216,31 @@ type Observation struct {
 	// RecoveryAttempt is set after a start following a crash (§2 step 8).
 	RecoveryAttempt bool
 	// UnlockedSince is when this node first saw the cluster unlocked in the
-	// current leaderless period (zero when locked). Reserved for
-	// primary_race_backoff (spec §3.1), not used by Decide yet.
+	// current leaderless period (zero when locked); the primary_race_backoff
+	// timer (spec §3.1).
 	UnlockedSince time.Time
+	// PrevLSN is this node's WAL position in the previous cycle (0 =
+	// unknown).
+	PrevLSN dcs.LSN
 	// WatchdogUsable is false when a required watchdog cannot be armed.
 	WatchdogUsable bool
+	// WatchdogArmed reports that the watchdog is active.
+	WatchdogArmed bool
+	// Request is a manual request (restart, reinitialize) waiting for the
+	// loop; Decide answers it with an action or a Refuse.
+	Request *Request
+	// ScheduledRestart is the restart scheduled through the REST API
+	// (spec §9.2), nil when none.
+	ScheduledRestart *ScheduledRestart
+	// LeavingSyncSince is when this replica published nosync to leave
+	// synchronous duty before a restart (spec §7.6); zero when not.
+	LeavingSyncSince time.Time
+	// FailsafeLeader is the primary that last sent POST /failsafe to this
+	// node (spec §11), nil when none.
+	FailsafeLeader *FailsafeLeader
+	// RetainSlots are the slot names of members the leader still keeps
+	// although their key may have vanished (member_slots_ttl, spec §10).
+	RetainSlots []string
 	// FirstCycle is true until the node finished one successful cycle.
 	FirstCycle bool
 }

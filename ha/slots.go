@@ -35,9 +35,11 @@ var permanentSlotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 // desiredSlots is the physical slot set of §10 for PG11+ with
 // member_slots_ttl > 0: a slot for every other member that streams (no
 // nostream tag), on the primary and on replicas alike, so that any
-// promoted node already keeps WAL for everybody; plus the physical
-// permanent slots of the configuration (not on nofailover nodes, never one
-// named like this node).
+// promoted node already keeps WAL for everybody; the slots of members
+// whose key vanished less than member_slots_ttl ago (the leader's own
+// memory, /status.retain_slots on replicas); plus the physical permanent
+// slots of the configuration (not on nofailover nodes, never one named
+// like this node).
 func (x *cycle) desiredSlots() []string {
 	var out []string
 	me := SlotName(x.me)
@@ -47,34 +49,131 @@ func (x *cycle) desiredSlots() []string {
 		}
 		out = append(out, SlotName(m.Name))
 	}
-	if x.c.Config.Valid() && !x.noFailover() {
-		if slots, ok := x.c.Config.Data["slots"].(map[string]any); ok {
-			for name, v := range slots {
-				if !permanentSlotName.MatchString(name) || name == me {
-					continue
-				}
-				if def, ok := v.(map[string]any); ok {
-					if t, _ := def["type"].(string); t != "" && t != "physical" {
-						continue // logical slots are managed by the postgres package
-					}
-				}
-				out = append(out, name)
+	retain := x.c.Status.RetainSlots
+	if x.hasLock() {
+		retain = x.o.RetainSlots
+	}
+	if x.s.memberSlotsTTL() > 0 && !x.noFailover() {
+		for _, n := range retain {
+			if n != me {
+				out = append(out, n)
 			}
+		}
+	}
+	for name, v := range x.permanentSlots() {
+		if name != me && v.Type == "physical" {
+			out = append(out, name)
 		}
 	}
 	return sortedSet(out)
 }
 
-// slots is §2 step 13: synchronise the slots when nothing else changes
-// Postgres this cycle.
-func (x *cycle) slots(d Decision) []Action {
-	if x.o.DCSError || x.o.Cluster == nil || !x.pg.Running || x.pg.Starting || x.o.Op.Running {
+// LogicalSlot is a permanent logical replication slot of the
+// configuration.
+type LogicalSlot struct {
+	Name, Database, Plugin string
+}
+
+// permanentSlot is one valid entry of the "slots" configuration.
+type permanentSlot struct {
+	Type     string
+	Database string
+	Plugin   string
+}
+
+// permanentSlots reads the valid permanent slots of the configuration
+// (§10): names matching ^[a-z0-9_]{1,63}$, physical by default, logical
+// with database and plugin; none on nofailover nodes. A logical slot named
+// like a member slot is rejected.
+func (x *cycle) permanentSlots() map[string]permanentSlot {
+	if !x.c.Config.Valid() || x.noFailover() {
 		return nil
 	}
+	slots, ok := x.c.Config.Data["slots"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	members := map[string]bool{}
+	for _, m := range x.c.Members {
+		members[SlotName(m.Name)] = true
+	}
+	out := map[string]permanentSlot{}
+	for name, v := range slots {
+		if !permanentSlotName.MatchString(name) {
+			continue
+		}
+		ps := permanentSlot{Type: "physical"}
+		if def, ok := v.(map[string]any); ok {
+			if t, _ := def["type"].(string); t != "" {
+				ps.Type = t
+			}
+			ps.Database, _ = def["database"].(string)
+			ps.Plugin, _ = def["plugin"].(string)
+		}
+		switch ps.Type {
+		case "physical":
+		case "logical":
+			if ps.Database == "" || ps.Plugin == "" || members[name] || x.s.StandbyCluster != nil || x.self().NoStream() {
+				continue
+			}
+		default:
+			continue
+		}
+		out[name] = ps
+	}
+	return out
+}
+
+// logicalSlots returns the desired permanent logical slots, sorted.
+func (x *cycle) logicalSlots() []LogicalSlot {
+	var out []LogicalSlot
+	for name, v := range x.permanentSlots() {
+		if v.Type == "logical" {
+			out = append(out, LogicalSlot{Name: name, Database: v.Database, Plugin: v.Plugin})
+		}
+	}
+	slices.SortFunc(out, func(a, b LogicalSlot) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func joinLogical(ls []LogicalSlot) string {
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = l.Name + ":" + l.Database + ":" + l.Plugin
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseLogicalSlots reads SyncSlots.Logical back.
+func ParseLogicalSlots(s string) []LogicalSlot {
+	if s == "" {
+		return nil
+	}
+	var out []LogicalSlot
+	for _, p := range strings.Split(s, ",") {
+		f := strings.SplitN(p, ":", 3)
+		if len(f) == 3 {
+			out = append(out, LogicalSlot{Name: f[0], Database: f[1], Plugin: f[2]})
+		}
+	}
+	return out
+}
+
+// addSlots is §2 step 13 and §10: synchronise the slots when nothing else
+// changes Postgres this cycle. The primary creates permanent logical
+// slots; a replica keeps the copies it has and copies the missing ones
+// that the leader publishes in /status.slots from the primary, in the
+// background ("Copying logical slots [...] from the primary").
+func (x *cycle) addSlots(d *Decision) {
+	if x.o.DCSError || x.o.Cluster == nil || !x.pg.Running || x.pg.Starting || x.o.Op.Running {
+		return
+	}
+	if _, busy := pgChanging(*d); busy {
+		return
+	}
 	for _, a := range d.Actions {
-		switch a.(type) {
-		case Promote, Demote, StopPostgres, StartPostgres, Rewind, Reinit, Clone, Bootstrap, CrashRecovery, Exit, ProbePeers, ProbeFailsafe, ReleaseLeader:
-			return nil
+		if _, ok := a.(LeaveSync); ok {
+			return
 		}
 	}
 	want := x.desiredSlots()
@@ -82,8 +181,36 @@ func (x *cycle) slots(d Decision) []Action {
 		// In pause slots are only added, never dropped.
 		want = sortedSet(append(want, x.pg.Slots...))
 	}
-	if slices.Equal(want, sortedSet(x.pg.Slots)) {
-		return nil
+	logical := x.logicalSlots()
+	var keep, missing []LogicalSlot
+	for _, l := range logical {
+		if x.pg.Primary || containsFold(x.pg.LogicalSlots, l.Name) {
+			keep = append(keep, l)
+		} else if _, ok := x.c.Status.Slots[l.Name]; ok {
+			missing = append(missing, l)
+		}
 	}
-	return []Action{SyncSlots{Names: strings.Join(want, ",")}}
+	if x.s.Paused {
+		for _, n := range x.pg.LogicalSlots {
+			if !slices.ContainsFunc(keep, func(l LogicalSlot) bool { return l.Name == n }) {
+				keep = append(keep, LogicalSlot{Name: n})
+			}
+		}
+	}
+	keepNames := make([]string, len(keep))
+	for i, l := range keep {
+		keepNames[i] = l.Name
+	}
+	if !slices.Equal(want, sortedSet(x.pg.Slots)) || !slices.Equal(sortedSet(keepNames), sortedSet(x.pg.LogicalSlots)) {
+		d.Actions = append(d.Actions, SyncSlots{Names: strings.Join(want, ","), Logical: joinLogical(keep)})
+	}
+	leader := x.leaderName()
+	if len(missing) > 0 && !x.pg.Primary && leader != "" && leader != x.me {
+		names := make([]string, len(missing))
+		for i, l := range missing {
+			names[i] = l.Name
+		}
+		d.Actions = append(d.Actions, CopyLogicalSlots{From: leader, Names: strings.Join(names, ",")})
+		d.Message = msg("Copying logical slots %v from the primary", names)
+	}
 }

@@ -48,6 +48,9 @@ type PG struct {
 	Placeholder bool
 	SSNChanged  dcs.LSN
 	Slots       []string
+	Logical     []string
+	// Restarts counts Restart calls.
+	Restarts int
 	// Broken makes Start fail.
 	Broken bool
 	// Slow makes replication apply only a little WAL per tick.
@@ -111,7 +114,7 @@ func (p *PG) State(ctx context.Context) (ha.PGState, error) {
 		Timeline: p.TL.Num, LSN: p.LSN, Upstream: p.Upstream, Streaming: p.Running && p.Streaming,
 		CleanShutdown: p.Clean, WasPrimary: p.WasPrimary, CanRewind: p.w.CanRewind,
 		SyncStandbyNames: slices.Clone(p.SSN), SyncNum: p.SSNNum, SyncPlaceholder: p.Placeholder,
-		SyncChangedLSN: p.SSNChanged, Slots: slices.Clone(p.Slots),
+		SyncChangedLSN: p.SSNChanged, Slots: slices.Clone(p.Slots), LogicalSlots: slices.Clone(p.Logical),
 	}
 	if !p.Running {
 		s.Timeline = 0
@@ -311,11 +314,42 @@ func (p *PG) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error) {
 	return out, nil
 }
 
-func (p *PG) SyncSlots(ctx context.Context, names []string) error {
+func (p *PG) SyncSlots(ctx context.Context, names []string, logical []ha.LogicalSlot) error {
 	defer p.w.lock()()
 	if !p.Running {
 		return errNotRunning
 	}
 	p.Slots = slices.Clone(names)
+	p.Logical = nil
+	for _, l := range logical {
+		p.Logical = append(p.Logical, l.Name)
+	}
+	return nil
+}
+
+// Restart is a fast stop and a start in the same role (spec §9.1).
+func (p *PG) Restart(ctx context.Context, primary bool, upstream *dcs.Member) error {
+	if err := p.Stop(ctx, false); err != nil {
+		return err
+	}
+	unlock := p.w.lock()
+	p.Restarts++
+	unlock()
+	return p.Start(ctx, primary, upstream)
+}
+
+// CopyLogicalSlots copies logical slots that exist on the leader.
+func (p *PG) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error {
+	defer p.w.lock()()
+	l := p.w.pg(leader.Name)
+	if l == nil || !l.Running {
+		return errors.New("sim: leader not running")
+	}
+	for _, n := range names {
+		if slices.Contains(l.Logical, n) && !slices.Contains(p.Logical, n) {
+			p.Logical = append(p.Logical, n)
+		}
+	}
+	slices.Sort(p.Logical)
 	return nil
 }
