@@ -215,6 +215,13 @@ func haConfig(c *config.Config, s config.Settings, log *slog.Logger) ha.Config {
 	h.UsePgRewind = s.UsePgRewind
 	h.RemoveDataDirectoryOnDivergedTimelines = c.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines
 	h.Bootstrap = true
+	h.PrimaryRaceBackoff = time.Duration(s.PrimaryRaceBackoff) * time.Second
+	mst := time.Duration(s.MemberSlotsTTL) * time.Second
+	h.MemberSlotsTTL = &mst
+	if w := c.Watchdog; w != nil && w.SafetyMargin != nil {
+		m := time.Duration(*w.SafetyMargin) * time.Second
+		h.WatchdogSafetyMargin = &m
+	}
 	if sc := s.StandbyCluster; sc != nil {
 		port, _ := strconv.Atoi(sc.Port)
 		if port == 0 {
@@ -245,11 +252,6 @@ type daemon struct {
 	store  dcs.Store
 	status atomic.Pointer[api.Status]
 	stop   context.CancelFunc
-
-	mu               sync.Mutex
-	scheduledRestart *dcs.ScheduledRestart
-	restartAt        time.Time
-	restartReq       api.RestartRequest
 
 	// lastRaw is the dynamic configuration last applied to Postgres; used
 	// by the statusLoop goroutine only.
@@ -368,7 +370,8 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return fmt.Errorf("restapi tls: %w", err)
 	}
 	user, pass := ctlAuth(c)
-	peers := &peerProber{p: api.NewClientProber(nil, user, pass)}
+	peers := &peerProber{p: api.NewClientProber(nil, user, pass), self: c.Name, user: user, pass: pass,
+		apiURL: apiURL(c), connURL: "postgres://" + c.PostgreSQL.ConnectAddress + "/postgres"}
 	hc := haConfig(c, settings, log)
 	wd, wdMode := newWatchdog(c.Watchdog, settings, log)
 	hc.Watchdog = wdMode
@@ -479,7 +482,6 @@ func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 		if cl != nil && cl.Config != nil && !bytes.Equal(cl.Config.Raw, d.lastRaw) {
 			d.applyConfig(ctx, cl)
 		}
-		d.runScheduledRestart(ctx, cl)
 	}
 }
 
@@ -541,39 +543,6 @@ func (d *daemon) applyConfig(ctx context.Context, cl *dcs.Cluster) {
 	}
 }
 
-// runScheduledRestart carries out a scheduled restart once it is due.
-func (d *daemon) runScheduledRestart(ctx context.Context, cl *dcs.Cluster) {
-	d.mu.Lock()
-	due := d.scheduledRestart != nil && !time.Now().Before(d.restartAt)
-	req := d.restartReq
-	if due {
-		d.scheduledRestart = nil
-	}
-	d.mu.Unlock()
-	if !due {
-		return
-	}
-	if req.Role != "" {
-		if hs := d.node.Status(); hs == nil || hs.Role != req.Role {
-			d.log.Info("scheduled restart skipped: role does not match", "want", req.Role)
-			return
-		}
-	}
-	if req.RestartPending {
-		if p, err := d.pg.PendingRestart(ctx); err != nil || len(p) == 0 {
-			d.log.Info("scheduled restart skipped: no restart pending")
-			return
-		}
-	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	d.log.Info("running scheduled restart")
-	if err := d.pg.Restart(rctx, d.upstream(cl)); err != nil {
-		d.log.Warn("scheduled restart failed", "err", err)
-	}
-	d.node.Wake()
-}
-
 func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 	c := d.cfg.Load()
 	hs := d.node.Status()
@@ -628,9 +597,7 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 			}
 		}
 	}
-	d.mu.Lock()
-	s.ScheduledRestart = d.scheduledRestart
-	d.mu.Unlock()
+	s.ScheduledRestart = d.node.ScheduledRestart()
 	if s.QueryOK {
 		if p, err := d.pg.PendingRestart(qctx); err == nil {
 			// Parameters whose old and new values are the same (recovery
@@ -677,48 +644,49 @@ func (d *daemon) Status() api.Status {
 	return api.Status{State: "starting"}
 }
 
-// Restart implements api.Controller.
-func (d *daemon) Restart(ctx context.Context, r api.RestartRequest) error {
-	var up *postgres.Upstream
-	if hs := d.node.Status(); hs != nil && hs.Leader != "" && hs.Role != "primary" {
-		if cl, err := d.store.Cluster(ctx); err == nil {
-			up, _ = upstreamOf(cl.Member(hs.Leader))
-		}
+// haRestart converts the API's restart request to ha's.
+func haRestart(r api.RestartRequest) ha.RestartRequest {
+	out := ha.RestartRequest{Role: r.Role, RestartPending: r.RestartPending, Timeout: r.Timeout, PostgresVersionText: r.PostgresVersion}
+	if r.PostgresVersion != "" {
+		out.PostgresVersion, _ = api.PostgresVersionToInt(r.PostgresVersion)
 	}
-	if err := d.pg.Restart(ctx, up); err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	d.node.Wake()
-	return nil
+	return out
 }
 
-// ScheduleRestart implements api.Controller. The schedule is published in
-// the status document; carrying it out at its time is left to a later
-// version (see the report of issue 7).
+// Restart implements api.Controller: the HA loop restarts Postgres in its
+// role (spec/ha-loop.md §9.1) and this call waits for it.
+func (d *daemon) Restart(ctx context.Context, r api.RestartRequest) error {
+	err := d.node.Restart(ctx, haRestart(r))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ha.ErrStillStarting):
+		return api.ErrStillStarting
+	}
+	if be, ok := errors.AsType[*ha.BusyError](err); ok {
+		return &api.BusyError{Action: be.Op}
+	}
+	return err
+}
+
+// ScheduleRestart implements api.Controller: the HA loop keeps the
+// schedule, publishes it in the member key and restarts at its time
+// (spec/ha-loop.md §9.2).
 func (d *daemon) ScheduleRestart(ctx context.Context, r api.RestartRequest) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.scheduledRestart != nil {
+	at := time.Now()
+	if r.Schedule != nil {
+		at = *r.Schedule
+	}
+	err := d.node.ScheduleRestart(at, haRestart(r))
+	if errors.Is(err, ha.ErrRestartScheduled) {
 		return api.ErrRestartScheduled
 	}
-	sr := &dcs.ScheduledRestart{Role: r.Role, PostgresVersion: r.PostgresVersion, RestartPending: r.RestartPending}
-	d.restartAt = time.Now()
-	if r.Schedule != nil {
-		sr.Schedule = r.Schedule.Format(time.RFC3339)
-		d.restartAt = *r.Schedule
-	}
-	d.restartReq = r
-	d.scheduledRestart = sr
-	return nil
+	return err
 }
 
 // CancelScheduledRestart implements api.Controller.
 func (d *daemon) CancelScheduledRestart(ctx context.Context) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	had := d.scheduledRestart != nil
-	d.scheduledRestart = nil
-	return had
+	return d.node.CancelScheduledRestart()
 }
 
 // Reload implements api.Controller (POST /reload, SIGHUP): re-read the
@@ -731,14 +699,34 @@ func (d *daemon) Reload(ctx context.Context) {
 	d.node.Wake()
 }
 
-// Reinitialize implements api.Controller.
+// Reinitialize implements api.Controller: the HA loop wipes the data
+// directory and clones again (spec/ha-loop.md §9.3). The error text is the
+// REST answer.
 func (d *daemon) Reinitialize(ctx context.Context, r api.ReinitializeRequest) error {
-	return errors.New("reinitialize is not supported by this daemon version")
+	err := d.node.Reinitialize(ctx, ha.ReinitializeRequest{Force: r.Force, FromLeader: r.FromLeader})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ha.ErrNoLeader):
+		return errors.New("Cluster has no leader, can not reinitialize")
+	case errors.Is(err, ha.ErrIsLeader):
+		return errors.New("I am the leader, can not reinitialize")
+	}
+	if be, ok := errors.AsType[*ha.BusyError](err); ok {
+		return &api.BusyError{Action: be.Op}
+	}
+	return err
 }
 
-// Failsafe implements api.Controller.
+// Failsafe implements api.Controller: a heartbeat from the primary that
+// cannot reach the DCS (spec/ha-loop.md §11); the answer carries this
+// node's WAL position.
 func (d *daemon) Failsafe(ctx context.Context, r api.FailsafeRequest) (*dcs.LSN, error) {
-	return nil, errors.New("failsafe mode is not supported by this daemon version")
+	lsn, err := d.node.Failsafe(ctx, ha.FailsafeHeartbeat{Name: r.Name, ConnURL: r.ConnURL, APIURL: r.APIURL, Slots: r.Slots})
+	if err != nil {
+		return nil, fmt.Errorf("failsafe: %w", err)
+	}
+	return lsn, nil
 }
 
 // Wake implements api.Controller.

@@ -256,7 +256,7 @@ func TestWatchdogConfig(t *testing.T) {
 	}
 	w, _ := newWatchdog(&config.Watchdog{Mode: "required", Device: filepath.Join(t.TempDir(), "none")}, s, nullLogger())
 	require.False(t, w.Usable())
-	require.Error(t, w.Arm())
+	require.Error(t, w.Arm(0))
 	require.NoError(t, w.Disarm())
 }
 

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/pgwarden/pgwarden/api"
 	"github.com/pgwarden/pgwarden/config"
@@ -14,6 +18,10 @@ import (
 // through api's prober, read as spec/rest-api.md §7 says.
 type peerProber struct {
 	p api.Prober
+	// self, connURL and apiURL describe this node in failsafe heartbeats;
+	// user and pass authenticate them.
+	self, connURL, apiURL string
+	user, pass            string
 }
 
 var _ ha.Peers = (*peerProber)(nil)
@@ -66,9 +74,36 @@ func peerStatus(doc *api.StatusDocument, err error) ha.PeerStatus {
 	return ps
 }
 
-// Failsafe is not supported yet: report that not every member accepted, so
-// the primary demotes as it would without failsafe mode.
-func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) bool { return false }
+// Failsafe posts the primary's heartbeat to every other member of the
+// failsafe key in parallel (2 s, one retry) and reports whether all
+// answered 200 (spec/ha-loop.md §11). A list naming only this node passes.
+func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) bool {
+	if _, ok := fs[pp.self]; !ok {
+		return false
+	}
+	var ok atomic.Bool
+	ok.Store(true)
+	var wg sync.WaitGroup
+	for name, url := range fs {
+		if name == pp.self {
+			continue
+		}
+		wg.Go(func() {
+			c := &api.Client{BaseURL: strings.TrimSuffix(url, "/patroni"), TLS: &tls.Config{InsecureSkipVerify: true}, Username: pp.user, Password: pp.pass}
+			for attempt := 0; attempt < 2; attempt++ {
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				r, err := c.SendFailsafe(actx, api.FailsafeRequest{Name: pp.self, ConnURL: pp.connURL, APIURL: pp.apiURL})
+				cancel()
+				if err == nil && r.Code == 200 {
+					return
+				}
+			}
+			ok.Store(false)
+		})
+	}
+	wg.Wait()
+	return ok.Load()
+}
 
 // ctlAuth returns the Basic auth for outbound REST calls: ctl.authentication,
 // else restapi.authentication.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,10 @@ type pgAdapter struct {
 	// replicaTimeline.
 	tlPostmaster time.Time
 	tlSeen       int
+	// versionNum is server_version_num of the postmaster started at
+	// versionPM; guarded by mu.
+	versionNum int
+	versionPM  time.Time
 
 	// history reads the cluster's timeline history (the leader's history
 	// file as published in the DCS); used to check a running replica.
@@ -109,13 +114,30 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 				LSN:       r.FlushLSN,
 			})
 		}
-		if out.Primary {
-			if slots, serr := p.m.Slots(ctx); serr == nil {
-				for _, s := range slots {
-					if s.Type == "physical" {
-						out.Slots = append(out.Slots, s.Name)
-					}
+		if slots, serr := p.m.Slots(ctx); serr == nil {
+			out.SlotLSNs = map[string]dcs.LSN{}
+			for _, s := range slots {
+				switch s.Type {
+				case "physical":
+					out.Slots = append(out.Slots, s.Name)
+					out.SlotLSNs[s.Name] = s.RestartLSN
+				case "logical":
+					out.LogicalSlots = append(out.LogicalSlots, s.Name)
+					out.SlotLSNs[s.Name] = s.ConfirmedFlush
 				}
+			}
+		}
+		out.ServerVersion = p.serverVersion(ctx, st.PostmasterStart)
+		if pend, perr := p.m.PendingRestart(ctx); perr == nil {
+			for _, x := range pend {
+				if x.Old == x.New {
+					continue
+				}
+				if out.PendingRestartReason == nil {
+					out.PendingRestartReason = map[string]dcs.PendingParam{}
+				}
+				out.PendingRestart = true
+				out.PendingRestartReason[x.Name] = dcs.PendingParam{OldValue: x.Old, NewValue: x.New}
 			}
 		}
 	}
@@ -140,6 +162,25 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 	p.mu.Unlock()
 	out.CanRewind = p.rewindPossible(ctx)
 	return out, nil
+}
+
+// serverVersion returns server_version_num, read once per postmaster.
+func (p *pgAdapter) serverVersion(ctx context.Context, pmStart time.Time) int {
+	p.mu.Lock()
+	v, at := p.versionNum, p.versionPM
+	p.mu.Unlock()
+	if v != 0 && pmStart.Equal(at) {
+		return v
+	}
+	var s string
+	if err := p.m.QueryRow(ctx, "SELECT current_setting('server_version_num')", nil, &s); err != nil {
+		return 0
+	}
+	v, _ = strconv.Atoi(s)
+	p.mu.Lock()
+	p.versionNum, p.versionPM = v, pmStart
+	p.mu.Unlock()
+	return v
 }
 
 func (p *pgAdapter) rewindPossible(ctx context.Context) bool {
@@ -369,13 +410,70 @@ func (p *pgAdapter) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, err
 	return lines, nil
 }
 
-func (p *pgAdapter) SyncSlots(ctx context.Context, names []string) error {
-	want := make([]postgres.Slot, 0, len(names))
-	for _, n := range names {
+func (p *pgAdapter) SyncSlots(ctx context.Context, physical []string, logical []ha.LogicalSlot) error {
+	want := make([]postgres.Slot, 0, len(physical)+len(logical))
+	for _, n := range physical {
 		want = append(want, postgres.Slot{Name: n, Type: "physical"})
+	}
+	var have map[string]postgres.SlotInfo
+	for _, l := range logical {
+		if l.Database == "" || l.Plugin == "" {
+			// A slot kept as it is (pause): take its definition from the
+			// server so it is not dropped and recreated.
+			if have == nil {
+				have = map[string]postgres.SlotInfo{}
+				infos, err := p.m.Slots(ctx)
+				if err != nil {
+					return fmt.Errorf("sync slots: %w", err)
+				}
+				for _, i := range infos {
+					have[i.Name] = i
+				}
+			}
+			if i, ok := have[l.Name]; ok {
+				l.Database, l.Plugin = i.Database, i.Plugin
+			}
+		}
+		want = append(want, postgres.Slot{Name: l.Name, Type: "logical", Database: l.Database, Plugin: l.Plugin})
 	}
 	if _, err := p.m.EnsureSlots(ctx, want); err != nil {
 		return fmt.Errorf("sync slots: %w", err)
+	}
+	return nil
+}
+
+// Restart restarts Postgres in its role (postgres.Manager.Restart fires
+// on_restart), following upstream when not primary.
+func (p *pgAdapter) Restart(ctx context.Context, primary bool, upstream *dcs.Member) error {
+	var up *postgres.Upstream
+	if !primary {
+		u, err := upstreamOf(upstream)
+		if err != nil {
+			return err
+		}
+		up = u
+	}
+	if !p.m.IsRunning() {
+		return p.Start(ctx, primary, upstream)
+	}
+	if err := p.m.Restart(ctx, up); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	if !primary && upstream != nil {
+		p.setUpstream(upstream.Name)
+	}
+	return nil
+}
+
+// CopyLogicalSlots copies permanent logical slots from the leader
+// (postgres.Manager.CopyLogicalSlots, which restarts the replica).
+func (p *pgAdapter) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error {
+	up, err := upstreamOf(leader)
+	if err != nil || up == nil {
+		return fmt.Errorf("copy logical slots: %w", err)
+	}
+	if _, err := p.m.CopyLogicalSlots(ctx, *up, names); err != nil {
+		return fmt.Errorf("copy logical slots: %w", err)
 	}
 	return nil
 }

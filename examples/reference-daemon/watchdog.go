@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -76,9 +77,23 @@ func (w *devWatchdog) Usable() bool {
 	return err == nil
 }
 
-// Arm activates the device or sends a keepalive. In automatic mode a
+// Arm activates the device or sends a keepalive. The loop passes the
+// timeout for the current ttl (ttl − safety_margin, spec/ha-loop.md §16);
+// a changed timeout is set on the open device. In automatic mode a
 // failure is logged and ignored, as Patroni does.
-func (w *devWatchdog) Arm() error {
+func (w *devWatchdog) Arm(timeout time.Duration) error {
+	if s := int(timeout / time.Second); s > 0 {
+		w.mu.Lock()
+		if s != w.timeout {
+			w.timeout = s
+			if w.f != nil {
+				if err := unix.IoctlSetPointerInt(int(w.f.Fd()), wdiocSetTimeout, s); err != nil {
+					w.log.Warn("watchdog timeout could not be changed", "device", w.device, "want", s, "err", err)
+				}
+			}
+		}
+		w.mu.Unlock()
+	}
 	err := w.arm()
 	if err != nil && !w.required {
 		w.log.Warn("watchdog not activated (mode automatic)", "device", w.device, "err", err)

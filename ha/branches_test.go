@@ -1,0 +1,400 @@
+package ha
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgwarden/pgwarden/dcs"
+)
+
+// unlocked is n2's view of a cluster whose leader key just vanished.
+func unlocked() *world {
+	return newWorld("n2", "").with(func(o *Observation) {
+		o.PG.Upstream, o.PG.Streaming = "n1", true
+		o.UnlockedSince = t0
+		o.PrevLSN = 0x2F00000
+	})
+}
+
+func TestRaceBackoff(t *testing.T) {
+	// spec ha-loop §3.1: while the WAL still moves, wait up to
+	// primary_race_backoff before racing.
+	backoff := func(o *Observation) { o.Cluster.Config.Data["primary_race_backoff"] = 5 }
+	d := Decide(unlocked().with(backoff).with(func(o *Observation) { o.Now = t0.Add(3 * time.Second) }).o)
+	require.Equal(t, "My (n2) wal position moved since last heart beat loop, 2 seconds until leader race", d.Message)
+	require.Empty(t, d.Actions)
+	require.Equal(t, t0.Add(5*time.Second), d.WakeAt, "the loop naps only until the window ends")
+
+	// spec ha-loop §3.1: within the first loop_wait the race waits even
+	// when the WAL did not move.
+	d = Decide(unlocked().with(backoff).with(func(o *Observation) { o.PrevLSN = o.PG.LSN; o.Now = t0.Add(time.Second) }).o)
+	require.Contains(t, d.Message, "until leader race")
+
+	// spec ha-loop §3.1: WAL stopped and one loop_wait passed: race now.
+	d = Decide(unlocked().with(backoff).with(func(o *Observation) {
+		o.PrevLSN = o.PG.LSN
+		o.Cluster.Config.Data["loop_wait"] = 2
+		o.Now = t0.Add(3 * time.Second)
+	}).o)
+	require.Equal(t, []Action{ProbePeers{}}, d.Actions)
+
+	// spec ha-loop §3.1: the window is over.
+	d = Decide(unlocked().with(backoff).with(func(o *Observation) { o.Now = t0.Add(6 * time.Second) }).o)
+	require.Equal(t, []Action{ProbePeers{}}, d.Actions)
+
+	// spec ha-loop §3.1: off by default, and never for a named candidate.
+	require.Equal(t, []Action{ProbePeers{}}, Decide(unlocked().o).Actions)
+	d = Decide(unlocked().with(backoff).with(func(o *Observation) {
+		o.Cluster.Failover = &dcs.Failover{Candidate: "n2", Version: "9"}
+	}).o)
+	require.NotContains(t, d.Message, "until leader race")
+}
+
+func restartReq(r RestartRequest) func(o *Observation) {
+	return func(o *Observation) { o.Request = &Request{Kind: RequestRestart, Restart: r} }
+}
+
+func TestRestartRequest(t *testing.T) {
+	timeout := 300 * time.Second
+	tests := []struct {
+		name    string
+		w       *world
+		actions []Action
+	}{
+		{
+			// spec ha-loop §9.1: the leader restarts in place and keeps the key.
+			name:    "leader restarts as primary",
+			w:       newWorld("n1", "n1").with(restartReq(RestartRequest{})),
+			actions: []Action{UpdateLeader{}, Restart{Primary: true, Timeout: timeout}},
+		},
+		{
+			// spec ha-loop §9.1: a replica restarts following its leader; the
+			// request's timeout bounds the start.
+			name:    "replica restarts following the leader",
+			w:       newWorld("n2", "n1").with(restartReq(RestartRequest{Role: "replica", Timeout: time.Minute})),
+			actions: []Action{Restart{Upstream: "n1", Timeout: time.Minute}},
+		},
+		{
+			// spec ha-loop §9.1: role must equal the current role.
+			name:    "role condition",
+			w:       newWorld("n2", "n1").with(restartReq(RestartRequest{Role: "primary"})),
+			actions: []Action{Refuse{Err: ErrRestartConditions}},
+		},
+		{
+			// spec ha-loop §9.1: postgres_version must be greater than the running one.
+			name: "postgres_version condition",
+			w: newWorld("n2", "n1").with(restartReq(RestartRequest{PostgresVersion: 150004})).with(func(o *Observation) {
+				o.PG.ServerVersion = 150004
+			}),
+			actions: []Action{Refuse{Err: ErrRestartConditions}},
+		},
+		{
+			// spec ha-loop §9.1: restart_pending needs a pending restart.
+			name:    "restart_pending condition",
+			w:       newWorld("n2", "n1").with(restartReq(RestartRequest{RestartPending: true})),
+			actions: []Action{Refuse{Err: ErrRestartConditions}},
+		},
+		{
+			// spec ha-loop §9.1: restart_pending with a pending restart.
+			name: "restart_pending satisfied",
+			w: newWorld("n2", "n1").with(restartReq(RestartRequest{RestartPending: true})).with(func(o *Observation) {
+				o.PG.PendingRestart = true
+			}),
+			actions: []Action{Restart{Upstream: "n1", Timeout: timeout}},
+		},
+		{
+			// spec ha-loop §9.1: refused while another async action exists.
+			name: "busy",
+			w: newWorld("n2", "n1").with(restartReq(RestartRequest{})).with(func(o *Observation) {
+				o.Op = Operation{Kind: OpRewind, Running: true, Started: t0}
+			}),
+			actions: []Action{Refuse{Err: &BusyError{Op: "rewind"}}},
+		},
+		{
+			// spec ha-loop §9.1: refused when this cycle already changes Postgres.
+			name:    "cycle demotes",
+			w:       newWorld("n2", "n1").with(restartReq(RestartRequest{})).with(func(o *Observation) { o.PG.Primary = true }),
+			actions: []Action{Demote{Mode: DemoteImmediateNoLock, Upstream: "n1"}, Refuse{Err: &BusyError{Op: "demote mode=immediate-nolock upstream=n1"}}},
+		},
+		{
+			// spec ha-loop §9.1, §12: no DCS, no restart.
+			name: "dcs unreachable",
+			w: newWorld("n2", "n1").with(restartReq(RestartRequest{})).with(func(o *Observation) {
+				o.Cluster, o.DCSError = nil, true
+			}),
+			actions: []Action{Refuse{Err: ErrDCSUnavailable}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.actions, Decide(tc.w.o).Actions)
+		})
+	}
+}
+
+// syncReplica is n2, a synchronous standby of n1 in synchronous_mode on.
+func syncReplica() *world {
+	return newWorld("n2", "n1").with(func(o *Observation) {
+		o.Cluster.Config.Data["synchronous_mode"] = true
+		o.Cluster.Sync = &dcs.SyncState{Leader: "n1", Standbys: []string{"n2"}, Version: "5"}
+	})
+}
+
+func TestLeaveSyncBeforeRestart(t *testing.T) {
+	// spec ha-loop §7.6: publish nosync first and poll every 2 s.
+	d := Decide(syncReplica().with(restartReq(RestartRequest{})).o)
+	require.Equal(t, []Action{LeaveSync{}}, d.Actions)
+	require.Equal(t, t0.Add(2*time.Second), d.WakeAt)
+
+	// spec ha-loop §7.6: still listed in /sync: keep waiting.
+	d = Decide(syncReplica().with(restartReq(RestartRequest{})).with(func(o *Observation) {
+		o.LeavingSyncSince = t0.Add(-5 * time.Second)
+	}).o)
+	require.Empty(t, d.Actions)
+
+	// spec ha-loop §7.6: /sync dropped me: restart.
+	d = Decide(syncReplica().with(restartReq(RestartRequest{})).with(func(o *Observation) {
+		o.LeavingSyncSince = t0.Add(-5 * time.Second)
+		o.Cluster.Sync.Standbys = nil
+	}).o)
+	require.Equal(t, []Action{Restart{Upstream: "n1", Timeout: 300 * time.Second}}, d.Actions)
+
+	// spec ha-loop §7.6: at most 2 x loop_wait, then proceed anyway.
+	d = Decide(syncReplica().with(restartReq(RestartRequest{})).with(func(o *Observation) {
+		o.LeavingSyncSince = t0.Add(-21 * time.Second)
+	}).o)
+	require.Equal(t, []Action{Restart{Upstream: "n1", Timeout: 300 * time.Second}}, d.Actions)
+
+	// spec ha-loop §7.6: a nosync replica restarts at once.
+	d = Decide(syncReplica().with(restartReq(RestartRequest{})).with(func(o *Observation) {
+		o.Config.Tags = map[string]any{"nosync": true}
+	}).o)
+	require.Equal(t, []Action{Restart{Upstream: "n1", Timeout: 300 * time.Second}}, d.Actions)
+}
+
+func TestScheduledRestart(t *testing.T) {
+	sched := func(at time.Time, pm time.Time) func(o *Observation) {
+		return func(o *Observation) {
+			o.ScheduledRestart = &ScheduledRestart{At: at, PostmasterStart: pm}
+			o.PG.PostmasterStart = t0.Add(-time.Hour)
+		}
+	}
+	pm := t0.Add(-time.Hour)
+	// spec ha-loop §9.2: not due yet: nap until it is.
+	d := Decide(newWorld("n2", "n1").with(sched(t0.Add(time.Minute), pm)).o)
+	require.Empty(t, d.Actions)
+	require.Equal(t, t0.Add(time.Minute), d.WakeAt)
+
+	// spec ha-loop §9.2: within loop_wait: wake at the exact time.
+	d = Decide(newWorld("n2", "n1").with(sched(t0.Add(3*time.Second), pm)).o)
+	require.Equal(t, t0.Add(3*time.Second), d.WakeAt)
+
+	// spec ha-loop §9.2: due: restart, schedule removed.
+	d = Decide(newWorld("n2", "n1").with(sched(t0, pm)).o)
+	require.Equal(t, "restart initiated", d.Message)
+	require.Equal(t, []Action{Restart{Upstream: "n1", Timeout: 300 * time.Second}, ClearScheduledRestart{}}, d.Actions)
+
+	// spec ha-loop §9.2: more than 1.5 x loop_wait late: stale, removed.
+	d = Decide(newWorld("n2", "n1").with(sched(t0.Add(-16*time.Second), pm)).o)
+	require.Equal(t, []Action{ClearScheduledRestart{}}, d.Actions)
+
+	// spec ha-loop §9.2: the postmaster restarted since: cancelled.
+	d = Decide(newWorld("n2", "n1").with(sched(t0, t0.Add(-2*time.Hour))).o)
+	require.Equal(t, []Action{ClearScheduledRestart{}}, d.Actions)
+
+	// spec ha-loop §9.2, §13: never in pause.
+	d = Decide(newWorld("n2", "n1").with(sched(t0, pm)).with(func(o *Observation) { o.Cluster.Config.Data["pause"] = true }).o)
+	require.Empty(t, d.Actions)
+
+	// spec ha-loop §9.2: conditions checked when it runs.
+	d = Decide(newWorld("n2", "n1").with(sched(t0, pm)).with(func(o *Observation) {
+		o.ScheduledRestart.Restart.Role = "primary"
+	}).o)
+	require.Equal(t, []Action{ClearScheduledRestart{}}, d.Actions)
+	require.Equal(t, "restart conditions are not satisfied", d.Message)
+
+	// spec ha-loop §9.2: the leader keeps its key while restarting.
+	d = Decide(newWorld("n1", "n1").with(sched(t0, pm)).o)
+	require.Equal(t, []Action{UpdateLeader{}, Restart{Primary: true, Timeout: 300 * time.Second}, ClearScheduledRestart{}}, d.Actions)
+}
+
+func reinitReq(r ReinitializeRequest) func(o *Observation) {
+	return func(o *Observation) { o.Request = &Request{Kind: RequestReinitialize, Reinit: r} }
+}
+
+func TestReinitializeRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		w       *world
+		actions []Action
+	}{
+		{
+			// spec ha-loop §9.3: clone again from the leader.
+			name:    "replica", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{})),
+			actions: []Action{Reinit{Leader: "n1"}},
+		},
+		{
+			// spec ha-loop §9.3: refused on the lock holder.
+			name:    "leader", w: newWorld("n1", "n1").with(reinitReq(ReinitializeRequest{})),
+			actions: []Action{UpdateLeader{}, Refuse{Err: ErrIsLeader}},
+		},
+		{
+			// spec ha-loop §9.3: refused without a leader.
+			name:    "no leader", w: newWorld("n2", "").with(reinitReq(ReinitializeRequest{})),
+			actions: []Action{ProbePeers{}, Refuse{Err: ErrNoLeader}},
+		},
+		{
+			// spec ha-loop §9.3: busy without force.
+			name: "busy", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{})).with(func(o *Observation) {
+				o.Op = Operation{Kind: OpRewind, Running: true}
+			}),
+			actions: []Action{Refuse{Err: &BusyError{Op: "rewind"}}},
+		},
+		{
+			// spec ha-loop §9.3: force cancels the running action.
+			name: "force", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{Force: true})).with(func(o *Observation) {
+				o.Op = Operation{Kind: OpRewind, Running: true}
+			}),
+			actions: []Action{CancelOp{}, Reinit{Leader: "n1"}},
+		},
+		{
+			// spec ha-loop §9.3: from a clonefrom member unless from_leader.
+			name: "clonefrom", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{})).with(func(o *Observation) {
+				o.Cluster.Member("n3").Tags = map[string]any{"clonefrom": true}
+			}),
+			actions: []Action{Reinit{Leader: "n3"}},
+		},
+		{
+			// spec ha-loop §9.3: from_leader.
+			name: "from leader", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{FromLeader: true})).with(func(o *Observation) {
+				o.Cluster.Member("n3").Tags = map[string]any{"clonefrom": true}
+			}),
+			actions: []Action{Reinit{Leader: "n1"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.actions, Decide(tc.w.o).Actions)
+		})
+	}
+}
+
+func TestFailsafeHeartbeat(t *testing.T) {
+	fs := func(until time.Time) func(o *Observation) {
+		return func(o *Observation) {
+			o.Cluster.Config.Data["failsafe_mode"] = true
+			o.FailsafeLeader = &FailsafeLeader{Name: "n1", ConnURL: "postgres://n1", APIURL: "http://n1", Until: until}
+		}
+	}
+	// spec ha-loop §11: a primary that sent POST /failsafe within ttl is
+	// the leader of the unlocked cluster: no race.
+	d := Decide(unlocked().with(fs(t0.Add(time.Second))).o)
+	require.Equal(t, "no action. I am (n2), a secondary, and following a leader (n1)", d.Message)
+	require.Empty(t, d.Actions)
+
+	// spec ha-loop §11: the heartbeat is valid for ttl only.
+	d = Decide(unlocked().with(fs(t0)).o)
+	require.Equal(t, []Action{ProbePeers{}}, d.Actions)
+
+	// spec ha-loop §11: ignored without failsafe_mode.
+	d = Decide(unlocked().with(fs(t0.Add(time.Second))).with(func(o *Observation) {
+		o.Cluster.Config.Data["failsafe_mode"] = false
+	}).o)
+	require.Equal(t, []Action{ProbePeers{}}, d.Actions)
+}
+
+func TestLogicalSlots(t *testing.T) {
+	logical := func(o *Observation) {
+		o.Cluster.Config.Data["slots"] = map[string]any{
+			"cdc":    map[string]any{"type": "logical", "database": "app", "plugin": "pgoutput"},
+			"n3":     map[string]any{"type": "logical", "database": "app", "plugin": "pgoutput"}, // a member slot name
+			"broken": map[string]any{"type": "logical"},
+		}
+		o.Cluster.Status.Slots = map[string]dcs.LSN{"cdc": 0x2000000}
+	}
+	// spec ha-loop §10 step 5: the primary creates permanent logical slots.
+	d := Decide(newWorld("n1", "n1").with(logical).o)
+	require.Equal(t, []Action{UpdateLeader{}, SyncSlots{Names: "n2,n3", Logical: "cdc:app:pgoutput"}}, d.Actions)
+
+	// spec ha-loop §10 step 6: a replica copies the missing ones from the primary.
+	d = Decide(newWorld("n2", "n1").with(logical).o)
+	require.Equal(t, []Action{CopyLogicalSlots{From: "n1", Names: "cdc"}}, d.Actions)
+	require.Equal(t, "Copying logical slots [cdc] from the primary", d.Message)
+
+	// spec ha-loop §10: a replica keeps the copies it has.
+	d = Decide(newWorld("n2", "n1").with(logical).with(func(o *Observation) { o.PG.LogicalSlots = []string{"cdc"} }).o)
+	require.Empty(t, d.Actions)
+
+	// spec ha-loop §10: a slot not in /status.slots is not copied yet.
+	d = Decide(newWorld("n2", "n1").with(logical).with(func(o *Observation) { o.Cluster.Status.Slots = nil }).o)
+	require.Empty(t, d.Actions)
+
+	// spec ha-loop §10: nofailover nodes get no permanent slots.
+	d = Decide(newWorld("n2", "n1").with(logical).with(func(o *Observation) { o.Config.Tags = map[string]any{"nofailover": true} }).o)
+	require.Empty(t, d.Actions)
+}
+
+func TestRetainSlots(t *testing.T) {
+	// spec ha-loop §10, dcs-layout §2.5: the leader keeps the slot of a
+	// member whose key vanished for member_slots_ttl (retain_slots).
+	d := Decide(newWorld("n1", "n1").with(func(o *Observation) { o.RetainSlots = []string{"n2", "n3", "n4"} }).o)
+	require.Equal(t, []Action{UpdateLeader{}, SyncSlots{Names: "n2,n3,n4"}}, d.Actions)
+
+	// spec ha-loop §10: replicas keep /status.retain_slots too.
+	d = Decide(newWorld("n2", "n1").with(func(o *Observation) {
+		o.Cluster.Status.RetainSlots = []string{"n1", "n2", "n3", "n4"}
+		o.PG.Slots = []string{"n1", "n3"}
+	}).o)
+	require.Equal(t, []Action{SyncSlots{Names: "n1,n3,n4"}}, d.Actions)
+
+	// spec ha-loop §10: member_slots_ttl 0: slots go with the key.
+	d = Decide(newWorld("n1", "n1").with(func(o *Observation) {
+		o.RetainSlots = []string{"n4"}
+		o.Cluster.Config.Data["member_slots_ttl"] = 0
+	}).o)
+	require.Equal(t, []Action{UpdateLeader{}}, d.Actions)
+}
+
+func TestWatchdogTimeout(t *testing.T) {
+	c := DefaultConfig()
+	// spec ha-loop §16: timeout = ttl - safety_margin (default 5).
+	require.Equal(t, 25*time.Second, c.WatchdogTimeout(30*time.Second))
+	neg := -time.Second
+	c.WatchdogSafetyMargin = &neg
+	// spec ha-loop §16: -1 means ttl // 2.
+	require.Equal(t, 15*time.Second, c.WatchdogTimeout(30*time.Second))
+
+	leader := func(mode WatchdogMode, ttl int) *world {
+		return newWorld("n1", "n1").with(func(o *Observation) {
+			o.Config.Watchdog = mode
+			o.WatchdogUsable = true
+			o.Cluster.Config.Data["ttl"] = ttl
+			o.Cluster.Config.Data["loop_wait"] = 1
+			o.Cluster.Config.Data["retry_timeout"] = 2
+		})
+	}
+	// spec ha-loop §16: armed with the timeout of the current ttl.
+	require.Equal(t, []Action{UpdateLeader{}, ArmWatchdog{Timeout: 15 * time.Second}}, Decide(leader(WatchdogAutomatic, 20).o).Actions)
+	// spec ha-loop §16: ttl − safety_margin < loop_wait: unsupported;
+	// automatic runs without it.
+	require.Equal(t, []Action{UpdateLeader{}}, Decide(leader(WatchdogAutomatic, 5).o).Actions)
+	// spec ha-loop §16, §4.2 step 1: required: the primary demotes.
+	d := Decide(leader(WatchdogRequired, 5).o)
+	require.Equal(t, "Demoting self because watchdog could not be activated", d.Message)
+	// spec ha-loop §16, §3.2 step 8: required and unusable: not a candidate.
+	d = Decide(unlocked().with(func(o *Observation) {
+		o.Config.Watchdog = WatchdogRequired
+		o.WatchdogUsable = true
+		o.Cluster.Config.Data["ttl"] = 5
+		o.Cluster.Config.Data["loop_wait"] = 1
+	}).o)
+	require.Contains(t, d.Message, "Watchdog device is not usable")
+	// spec ha-loop §16, §13: disabled in pause.
+	d = Decide(leader(WatchdogAutomatic, 20).with(func(o *Observation) {
+		o.Cluster.Config.Data["pause"] = true
+		o.WatchdogArmed = true
+	}).o)
+	require.Equal(t, []Action{DisarmWatchdog{}, UpdateLeader{}}, d.Actions)
+}
