@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/ha"
 )
 
 // Result is the outcome of one run.
@@ -83,7 +84,7 @@ func (w *World) fault() {
 	n := w.pick()
 	now := w.Clock.Now()
 	leader := w.DCS.leader
-	switch k := w.rng.IntN(20); k {
+	switch k := w.rng.IntN(23); k {
 	case 0:
 		if n.Alive {
 			w.Kill(n)
@@ -169,8 +170,32 @@ func (w *World) fault() {
 	case 19:
 		n.Store.Lossy = !n.Store.Lossy
 		w.logf("lossy dcs replies for %s = %v", n.Name, n.Store.Lossy)
+	case 20:
+		// POST /restart: the request is queued for the loop (the
+		// cancelled context only stops the caller from waiting).
+		if n.Alive {
+			err := n.Node.Restart(cancelled, ha.RestartRequest{})
+			w.logf("restart request on %s: %v", n.Name, err)
+		}
+	case 21:
+		if n.Alive {
+			err := n.Node.Reinitialize(cancelled, ha.ReinitializeRequest{Force: w.rng.IntN(2) == 0})
+			w.logf("reinitialize request on %s: %v", n.Name, err)
+		}
+	case 22:
+		if n.Alive {
+			at := now.Add(time.Duration(w.rng.IntN(20)) * time.Second)
+			err := n.Node.ScheduleRestart(at, ha.RestartRequest{})
+			w.logf("restart of %s scheduled at +%s: %v", n.Name, at.Sub(now), err)
+		}
 	}
 }
+
+var cancelled = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // HealAll removes every fault and restarts dead daemons.
 func (w *World) HealAll() {
