@@ -141,6 +141,33 @@ func loadKeyPair(certFile, keyFile, password string) (tls.Certificate, error) {
 	return cert, nil
 }
 
+// TCP keep-alive of accepted connections (spec/rest-api.md §1, as
+// Patroni): probes start after 10 s of silence, 10 s apart, and 3 lost
+// probes drop the connection.
+const (
+	keepAliveIdle     = 10 * time.Second
+	keepAliveInterval = 10 * time.Second
+	keepAliveCount    = 3
+)
+
+// listenTCP opens the REST API's listener. Its accepted connections have
+// TCP keep-alive on (keepAliveIdle, keepAliveInterval, keepAliveCount).
+func listenTCP(ctx context.Context, addr string) (net.Listener, error) {
+	lc := listenConfig()
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// newServer returns the http.Server of the REST API. A client gets 10 s to
+// send its request head and 30 s for the whole request; an idle
+// keep-alive connection is closed after 30 s.
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+}
+
 // Serve runs the REST API on listen ("host:port"; an empty or "*" host
 // means all interfaces) until ctx ends, then shuts down gracefully within
 // 5 seconds. tlsCfg nil serves plain HTTP.
@@ -152,15 +179,14 @@ func Serve(ctx context.Context, listen string, h http.Handler, tlsCfg *tls.Confi
 	if host == "*" {
 		host = ""
 	}
-	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Count: 3, Interval: 10 * time.Second}}
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, port))
+	ln, err := listenTCP(ctx, net.JoinHostPort(host, port))
 	if err != nil {
-		return fmt.Errorf("api: listen %s: %w", listen, err)
+		return err
 	}
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := newServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
