@@ -8,7 +8,10 @@
 //     Every health check (GET/HEAD/OPTIONS /primary, /replica?lag=1MB,
 //     /read-only, /sync, /health, /liveness, /readiness, ...) and
 //     GET /patroni answers from that value alone, so a slow HA loop or a
-//     hung DCS never makes a health check hang.
+//     hung DCS never makes a health check hang. A source that also
+//     implements SharedStatusSource (hands out the published value itself)
+//     lets the handler encode the status document once per published
+//     Status instead of once per request.
 //  2. Give it a Controller for the requests the loop carries out (restart,
 //     reload, reinitialize, failsafe, shutdown, wake-up) and a DCS for the
 //     fresh reads and the config/failover writes (a dcs.Store fits).

@@ -17,11 +17,13 @@ import (
 	"github.com/pgwarden/pgwarden/dcs"
 )
 
-// fakeStatus is a StatusSource holding the published status.
+// fakeStatus is a SharedStatusSource holding the published status, as the
+// reference daemon does.
 type fakeStatus struct{ p atomic.Pointer[Status] }
 
-func (f *fakeStatus) Status() Status { return *f.p.Load() }
-func (f *fakeStatus) set(s Status)   { f.p.Store(&s) }
+func (f *fakeStatus) Status() Status        { return *f.p.Load() }
+func (f *fakeStatus) SharedStatus() *Status { return f.p.Load() }
+func (f *fakeStatus) set(s Status)          { f.p.Store(&s) }
 
 // fakeDCS is an in-memory DCS for the handler: versions are counters.
 type fakeDCS struct {

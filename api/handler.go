@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -76,6 +78,43 @@ type Handler struct {
 	tls       bool
 	promOnce  sync.Once
 	prom      http.Handler
+	// headers are set on every answer: Connection, Server and the extra
+	// headers of the restapi section. Keys are canonical; each value is a
+	// slice of length and capacity 1, shared by all answers.
+	headers http.Header
+	// jsonType is the Content-Type value of JSON answers, shared likewise.
+	jsonType []string
+	// shared is cfg.Status when it hands out the published Status itself.
+	shared SharedStatusSource
+	// last is the snapshot of the status shared handed out last.
+	last atomic.Pointer[snapshot]
+}
+
+// snapshot is what the handler derives from one published Status. With a
+// SharedStatusSource it is kept until another Status is published, so the
+// status document is encoded once per publication, not once per health
+// check.
+type snapshot struct {
+	// src is the published Status; nil for a copy from a plain
+	// StatusSource.
+	src *Status
+	// st is the status with defaults for unset timing settings.
+	st Status
+
+	docOnce sync.Once
+	doc     []byte   // the status document's JSON
+	docLen  []string // its Content-Length value
+	docErr  error
+}
+
+// document returns the encoded status document (GET /patroni and the
+// body of GET health checks), which depends on the status alone.
+func (s *snapshot) document(version string, now time.Time) ([]byte, []string, error) {
+	s.docOnce.Do(func() {
+		s.doc, s.docErr = encodeJSON(newView(&s.st, now).document(version))
+		s.docLen = []string{strconv.Itoa(len(s.doc))}
+	})
+	return s.doc, s.docLen, s.docErr
 }
 
 // NewHandler returns the REST API handler. Allowlist host names are
@@ -126,6 +165,24 @@ func NewHandler(cfg Config) (*Handler, error) {
 	case "minimal":
 		h.server = "Patroni/" + h.cfg.Version
 	}
+	h.headers = http.Header{}
+	add := func(k, v string) { h.headers[http.CanonicalHeaderKey(k)] = []string{v} }
+	if !h.cfg.KeepAlive {
+		add("Connection", "close")
+	}
+	if h.server != "" {
+		add("Server", h.server)
+	}
+	for k, v := range h.cfg.RestAPI.HTTPExtraHeaders {
+		add(k, v)
+	}
+	if h.tls {
+		for k, v := range h.cfg.RestAPI.HTTPSExtraHeaders {
+			add(k, v)
+		}
+	}
+	h.jsonType = []string{"application/json"}
+	h.shared, _ = cfg.Status.(SharedStatusSource)
 	return h, nil
 }
 
@@ -157,8 +214,26 @@ func hostNet(ip net.IP) *net.IPNet {
 // Metrics returns the handler's metrics, for the HA loop to record into.
 func (h *Handler) Metrics() *Metrics { return h.metrics }
 
-func (h *Handler) status() *Status {
-	st := h.cfg.Status.Status()
+// status returns the latest published status with defaults applied. The
+// caller must not modify it.
+func (h *Handler) status() *Status { return &h.latest().st }
+
+// latest returns the snapshot of the latest published status: the cached
+// one while a SharedStatusSource hands out the same Status.
+func (h *Handler) latest() *snapshot {
+	if h.shared == nil {
+		return newSnapshot(nil, h.cfg.Status.Status())
+	}
+	src := h.shared.SharedStatus()
+	if s := h.last.Load(); s != nil && s.src == src {
+		return s
+	}
+	s := newSnapshot(src, *src)
+	h.last.Store(s)
+	return s
+}
+
+func newSnapshot(src *Status, st Status) *snapshot {
 	if st.Global.TTL == 0 {
 		st.Global.TTL = 30
 	}
@@ -168,28 +243,16 @@ func (h *Handler) status() *Status {
 	if st.Global.RetryTimeout == 0 {
 		st.Global.RetryTimeout = 10
 	}
-	return &st
+	return &snapshot{src: src, st: st}
 }
 
 // ServeHTTP routes by method and first path segment (spec/rest-api.md §1).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
-	if !h.cfg.KeepAlive {
-		hdr.Set("Connection", "close")
+	for k, v := range h.headers {
+		hdr[k] = v
 	}
-	if h.server != "" {
-		hdr.Set("Server", h.server)
-	}
-	for k, v := range h.cfg.RestAPI.HTTPExtraHeaders {
-		hdr.Set(k, v)
-	}
-	if h.tls {
-		for k, v := range h.cfg.RestAPI.HTTPSExtraHeaders {
-			hdr.Set(k, v)
-		}
-	}
-	path := r.URL.Path
-	seg := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 2)[0]
+	seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	switch r.Method {
 	case http.MethodGet:
 		switch seg {
@@ -272,19 +335,37 @@ func (h *Handler) unsupported(w http.ResponseWriter) {
 // health serves the health-check logic for GET (status document body) or
 // HEAD/OPTIONS (status line only). It only reads the published status.
 func (h *Handler) health(w http.ResponseWriter, r *http.Request, codeOnly bool) {
-	st := h.status()
-	v := newView(st, h.clock.Now())
-	code := v.healthCode(r.URL.Path, r.URL.Query())
+	s := h.latest()
+	now := h.clock.Now()
+	var q url.Values // nil when there is no query: saves parsing
+	if r.URL.RawQuery != "" {
+		q = r.URL.Query()
+	}
+	v := newView(&s.st, now)
+	code := v.healthCode(r.URL.Path, q)
 	if codeOnly {
 		writeStatusOnly(w, r, code)
 		return
 	}
-	writeJSON(w, code, v.document(h.cfg.Version))
+	h.writeDocument(w, s, code, now)
 }
 
-func (h *Handler) getPatroni(w http.ResponseWriter, r *http.Request) {
-	st := h.status()
-	writeJSON(w, 200, newView(st, h.clock.Now()).document(h.cfg.Version))
+func (h *Handler) getPatroni(w http.ResponseWriter, _ *http.Request) {
+	h.writeDocument(w, h.latest(), 200, h.clock.Now())
+}
+
+// writeDocument answers code with the status document of s.
+func (h *Handler) writeDocument(w http.ResponseWriter, s *snapshot, code int, now time.Time) {
+	body, length, err := s.document(h.cfg.Version, now)
+	if err != nil {
+		writeText(w, 500, "cannot encode response: "+err.Error())
+		return
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = h.jsonType
+	hdr["Content-Length"] = length
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
 }
 
 // guard runs the access check of unsafe endpoints (spec/rest-api.md §2.2).
@@ -383,20 +464,29 @@ func writeStatusOnly(w http.ResponseWriter, r *http.Request, code int) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := encodeJSON(v)
+	if err != nil {
+		writeText(w, 500, "cannot encode response: "+err.Error())
+		return
+	}
+	writeRaw(w, code, "application/json", body)
+}
+
+// encodeJSON encodes v as Patroni does: no HTML escaping, no trailing
+// newline.
+func encodeJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		writeText(w, 500, "cannot encode response: "+err.Error())
-		return
+		return nil, err
 	}
-	body := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	writeRaw(w, code, "application/json", body)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 func writeRaw(w http.ResponseWriter, code int, ctype string, body []byte) {
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }

@@ -371,3 +371,37 @@ func TestServerTokensAndExtraHeaders(t *testing.T) {
 	require.Equal(t, "Patroni/4.0.0", r.Header.Get("Server"))
 	require.Equal(t, "SAMEORIGIN", r.Header.Get("X-Frame-Options"))
 }
+
+// A SharedStatusSource lets the handler keep the encoded status document
+// per published Status. Its answers must be those of a plain
+// StatusSource, also after a new Status is published.
+func TestSharedStatusAnswersLikeCopies(t *testing.T) {
+	shared := newHarness(t, primaryStatus(), nil)
+	copied := newHarness(t, primaryStatus(), func(c *Config) { c.Status = StatusFunc(shared.status.Status) })
+	get := func(hs *harness, path string) (int, string, http.Header) {
+		t.Helper()
+		resp, err := http.Get(hs.srv.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		resp.Header.Del("Date")
+		return resp.StatusCode, string(body), resp.Header
+	}
+	stopped := primaryStatus()
+	stopped.State, stopped.QueryOK = "stopped", false
+	var before string
+	for i, st := range []Status{primaryStatus(), replicaStatus(), stopped} {
+		shared.status.set(st)
+		for _, p := range []string{"/primary", "/replica", "/replica?lag=1MB", "/replica?tag_clonefrom=true", "/health", "/patroni", "/liveness"} {
+			c1, b1, h1 := get(shared, p)
+			c2, b2, h2 := get(copied, p)
+			require.Equal(t, c2, c1, "status %d %s", i, p)
+			require.Equal(t, b2, b1, "status %d %s", i, p)
+			require.Equal(t, h2, h1, "status %d %s", i, p)
+		}
+		_, b, _ := get(shared, "/patroni")
+		require.NotEqual(t, before, b, "status %d: the document of the previous status", i)
+		before = b
+	}
+}

@@ -105,6 +105,22 @@ type StatusSource interface {
 	Status() Status
 }
 
+// SharedStatusSource is a StatusSource that can also hand out the
+// published Status itself rather than a copy. The handler then derives what
+// it needs from a Status (the encoded status document) once per
+// publication and keeps it, keyed by the pointer, until SharedStatus
+// returns another one: a health check costs a pointer load instead of a
+// copy and a JSON encoding. It is found by type assertion on
+// Config.Status.
+type SharedStatusSource interface {
+	StatusSource
+	// SharedStatus returns the latest published Status, never nil, from
+	// any goroutine and at once, like Status. Nobody may modify a Status
+	// after it was published, neither the caller nor the publisher, which
+	// publishes a new value instead (an atomic.Pointer store).
+	SharedStatus() *Status
+}
+
 // StatusFunc adapts a function to StatusSource.
 type StatusFunc func() Status
 

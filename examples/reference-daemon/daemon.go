@@ -644,6 +644,15 @@ func (d *daemon) Status() api.Status {
 	return api.Status{State: "starting"}
 }
 
+// SharedStatus implements api.SharedStatusSource: the published status
+// itself, which the status loop never modifies after storing it.
+func (d *daemon) SharedStatus() *api.Status {
+	if s := d.status.Load(); s != nil {
+		return s
+	}
+	return &api.Status{State: "starting"}
+}
+
 // haRestart converts the API's restart request to ha's.
 func haRestart(r api.RestartRequest) ha.RestartRequest {
 	out := ha.RestartRequest{Role: r.Role, RestartPending: r.RestartPending, Timeout: r.Timeout, PostgresVersionText: r.PostgresVersion}
