@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -106,7 +107,19 @@ func TestBadConfigs(t *testing.T) {
 			name:     "negative ttl",
 			yaml:     minimal + "etcd3: {host: 'h:2379'}\nbootstrap: {dcs: {ttl: -5}}\n",
 			validate: []string{"bootstrap.dcs.ttl"},
-			contains: "must be an integer >= 20",
+			contains: "must be an integer >= 3",
+		},
+		{
+			name:     "zero ttl, loop_wait and retry_timeout",
+			yaml:     minimal + "etcd3: {host: 'h:2379'}\nbootstrap: {dcs: {ttl: 0, loop_wait: 0, retry_timeout: 0}}\n",
+			validate: []string{"bootstrap.dcs.ttl", "bootstrap.dcs.loop_wait", "bootstrap.dcs.retry_timeout"},
+			contains: "bootstrap.dcs.loop_wait 0 must be an integer >= 1",
+		},
+		{
+			name:     "ttl 5 with retry_timeout 4 breaks the rule",
+			yaml:     minimal + "etcd3: {host: 'h:2379'}\nbootstrap: {dcs: {ttl: 5, loop_wait: 1, retry_timeout: 4}}\n",
+			validate: []string{"bootstrap.dcs.ttl"},
+			contains: "must be >= loop_wait + 2*retry_timeout (1 + 2*4 = 9), so that a primary demotes before its leader key expires",
 		},
 		{
 			name:     "loop_wait + 2*retry_timeout > ttl",
@@ -399,4 +412,36 @@ func TestSampleAndGenerate(t *testing.T) {
 	require.Equal(t, "cp %p /a", cfg.PostgreSQL.Parameters["archive_command"])
 	require.Equal(t, "128MB", cfg.Bootstrap.DCS.Map()["postgresql"].(map[string]any)["parameters"].(map[string]any)["shared_buffers"])
 	require.Equal(t, Fixme, cfg.PostgreSQL.Authentication.Replication.Password)
+}
+
+// Issue 7: ttl below Patroni's documented minimum 20 (the anchor benchmark
+// ran Patroni 3.0.2 at 10/1/4 and 5/1/2) is accepted with a warning that
+// names the line, and the node runs with the value given.
+func TestShortTimingsAccepted(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		ttl, lw, rt  int
+		warningPaths []string
+	}{
+		{name: "aggressive 10/1/4", ttl: 10, lw: 1, rt: 4, warningPaths: []string{"bootstrap.dcs.ttl"}},
+		{name: "floor 5/1/2", ttl: 5, lw: 1, rt: 2, warningPaths: []string{"bootstrap.dcs.ttl", "bootstrap.dcs.retry_timeout"}},
+		{name: "patroni minimums 20/1/3", ttl: 20, lw: 1, rt: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := fmt.Sprintf("%setcd3: {host: 'h:2379'}\nbootstrap:\n  dcs:\n    ttl: %d\n    loop_wait: %d\n    retry_timeout: %d\n",
+				minimal, tc.ttl, tc.lw, tc.rt)
+			cfg, warns, err := Parse([]byte(doc))
+			require.NoError(t, err)
+			require.NoError(t, cfg.Validate())
+			var got []string
+			for _, w := range warns {
+				got = append(got, w.Path)
+				require.NotZero(t, w.Line, "warning %v carries its line", w)
+				require.Contains(t, w.Message, "below Patroni's documented minimum")
+			}
+			require.Equal(t, tc.warningPaths, got)
+			s, _ := cfg.BootstrapDynamic().Settings()
+			require.Equal(t, [3]int{tc.ttl, tc.lw, tc.rt}, [3]int{s.TTL, s.LoopWait, s.RetryTimeout})
+		})
+	}
 }

@@ -235,12 +235,14 @@ type dynamicPG struct {
 // Settings is the typed view of a dynamic configuration with defaults
 // applied and the timeout sanity rules enforced (spec/config.md §2, §3).
 type Settings struct {
-	// TTL is the leader key lifetime, seconds. Default 30, minimum 20.
+	// TTL is the leader key lifetime, seconds. Default 30, minimum 3;
+	// below Patroni's documented 20 is kept with a warning.
 	TTL int
 	// LoopWait is the HA loop period, seconds. Default 10, minimum 1.
 	LoopWait int
 	// RetryTimeout is the DCS/Postgres retry deadline, seconds. Default
-	// 10, minimum 3. LoopWait + 2*RetryTimeout <= TTL always holds, so a
+	// 10, minimum 1; below Patroni's documented 3 is kept with a warning.
+	// LoopWait + 2*RetryTimeout <= TTL always holds, so a
 	// primary demotes before its key can expire.
 	RetryTimeout int
 	// MaximumLagOnFailover is bytes a replica may lag and still race.
@@ -399,26 +401,47 @@ func deref[T any](p *T) T {
 	return *p
 }
 
-// SanitizeTimeouts applies Patroni's timeout sanity rules to a new dynamic
-// configuration (spec/config.md §2): minimums loop_wait >= 1,
-// retry_timeout >= 3, ttl >= 20 (raised with a warning), then
-// loop_wait + 2*retry_timeout <= ttl: if even 1 + 2*retry_timeout > ttl,
-// loop_wait = 1 and retry_timeout = (ttl-1)/2; else loop_wait =
-// ttl - 2*retry_timeout. This is what makes a primary demote before its
-// leader key can expire.
+// Timing bounds of ttl, loop_wait and retry_timeout, in seconds.
+const (
+	// PatroniMinTTL, PatroniMinLoopWait and PatroniMinRetryTimeout are the
+	// minimums Patroni documents. Patroni 3.2 and later raise smaller
+	// values to them with a warning; Patroni up to 3.1 (3.0.2 is what the
+	// anchor benchmark measured at ttl 10, loop_wait 1, retry_timeout 4)
+	// runs with any values. pgwarden keeps smaller values, so that faster
+	// failover can be configured, and warns.
+	PatroniMinTTL          = 20
+	PatroniMinLoopWait     = 1
+	PatroniMinRetryTimeout = 3
+	// MinRetryTimeout is the smallest retry_timeout that means anything: a
+	// DCS or Postgres call needs some time to be retried in.
+	MinRetryTimeout = 1
+	// MinTTL is the smallest ttl that satisfies loop_wait +
+	// 2*retry_timeout <= ttl with the smallest loop_wait and retry_timeout.
+	MinTTL = PatroniMinLoopWait + 2*MinRetryTimeout
+)
+
+// SanitizeTimeouts applies the timeout sanity rules to a new dynamic
+// configuration, as a running node must keep going whatever the DCS holds
+// (spec/config.md §2): values below what can work at all (loop_wait < 1,
+// retry_timeout < 1, ttl < 3) are raised with a warning; values below
+// Patroni's documented minimums (ttl 20, retry_timeout 3) are kept with a
+// warning. Then loop_wait + 2*retry_timeout <= ttl is enforced as Patroni
+// does: if even 1 + 2*retry_timeout > ttl, loop_wait = 1 and
+// retry_timeout = (ttl-1)/2; else loop_wait = ttl - 2*retry_timeout. That
+// rule is what makes a primary demote before its leader key can expire.
 func SanitizeTimeouts(ttl, loopWait, retryTimeout int) (int, int, int, []Warning) {
 	var w []Warning
-	if loopWait < 1 {
-		w = append(w, Warning{Path: "loop_wait", Message: fmt.Sprintf("%d is below the minimum 1; using 1", loopWait)})
-		loopWait = 1
+	if loopWait < PatroniMinLoopWait {
+		w = append(w, Warning{Path: "loop_wait", Message: fmt.Sprintf("%d is below the minimum %d; using %d", loopWait, PatroniMinLoopWait, PatroniMinLoopWait)})
+		loopWait = PatroniMinLoopWait
 	}
-	if retryTimeout < 3 {
-		w = append(w, Warning{Path: "retry_timeout", Message: fmt.Sprintf("%d is below the minimum 3; using 3", retryTimeout)})
-		retryTimeout = 3
+	if retryTimeout < MinRetryTimeout {
+		w = append(w, Warning{Path: "retry_timeout", Message: fmt.Sprintf("%d is below the minimum %d; using %d", retryTimeout, MinRetryTimeout, MinRetryTimeout)})
+		retryTimeout = MinRetryTimeout
 	}
-	if ttl < 20 {
-		w = append(w, Warning{Path: "ttl", Message: fmt.Sprintf("%d is below the minimum 20; using 20", ttl)})
-		ttl = 20
+	if ttl < MinTTL {
+		w = append(w, Warning{Path: "ttl", Message: fmt.Sprintf("%d is below the minimum %d (loop_wait 1 + 2*retry_timeout 1); using %d", ttl, MinTTL, MinTTL)})
+		ttl = MinTTL
 	}
 	switch {
 	case 1+2*retryTimeout > ttl:
@@ -432,7 +455,49 @@ func SanitizeTimeouts(ttl, loopWait, retryTimeout int) (int, int, int, []Warning
 			"loop_wait + 2*retry_timeout must be <= ttl (%d); using loop_wait %d", ttl, nl)})
 		loopWait = nl
 	}
+	w = append(w, belowPatroniMinimums(ttl, retryTimeout)...)
 	return ttl, loopWait, retryTimeout, w
+}
+
+// belowPatroniMinimums warns about a ttl or retry_timeout that pgwarden
+// accepts but Patroni 3.2+ would raise.
+func belowPatroniMinimums(ttl, retryTimeout int) []Warning {
+	var w []Warning
+	if ttl < PatroniMinTTL {
+		w = append(w, Warning{Path: "ttl", Message: fmt.Sprintf(
+			"%d is below Patroni's documented minimum %d (Patroni 3.2+ would use %d); kept: the leader key expires %d s after its last renewal, so a short DCS or network stall can cause a failover",
+			ttl, PatroniMinTTL, PatroniMinTTL, ttl)})
+	}
+	if retryTimeout < PatroniMinRetryTimeout {
+		w = append(w, Warning{Path: "retry_timeout", Message: fmt.Sprintf(
+			"%d is below Patroni's documented minimum %d (Patroni 3.2+ would use %d); kept: a DCS outage longer than %d s demotes the primary",
+			retryTimeout, PatroniMinRetryTimeout, PatroniMinRetryTimeout, retryTimeout)})
+	}
+	return w
+}
+
+// TimingWarnings returns a warning for each of ttl and retry_timeout that
+// is valid (Validate accepts it) but below Patroni's documented minimum, with
+// paths under prefix and line numbers.
+func (d *Dynamic) TimingWarnings(prefix string) []Warning {
+	var raw dynamicRaw
+	if errs, _ := decodeInto(prefix, d.Tree(), &raw); len(errs) > 0 {
+		return nil
+	}
+	ttl, rt := 30, 10
+	setInt(&ttl, raw.TTL)
+	setInt(&rt, raw.RetryTimeout)
+	if ttl < MinTTL || rt < MinRetryTimeout {
+		return nil // Validate reports these
+	}
+	w := belowPatroniMinimums(ttl, rt)
+	for i := range w {
+		if n := lookup(d.tree, w[i].Path); n != nil {
+			w[i].Line = n.Line
+		}
+		w[i].Path = join(prefix, w[i].Path)
+	}
+	return w
 }
 
 // Validate checks the dynamic configuration strictly (types and the
@@ -454,9 +519,11 @@ func (d *Dynamic) Validate(prefix string) error {
 				Message: fmt.Sprintf("must be an integer >= %d", lo)})
 		}
 	}
-	minInt("ttl", raw.TTL, 20)
-	minInt("loop_wait", raw.LoopWait, 1)
-	minInt("retry_timeout", raw.RetryTimeout, 3)
+	// Below Patroni's documented minimums is allowed with a warning
+	// (TimingWarnings); below what can work at all is an error.
+	minInt("ttl", raw.TTL, MinTTL)
+	minInt("loop_wait", raw.LoopWait, PatroniMinLoopWait)
+	minInt("retry_timeout", raw.RetryTimeout, MinRetryTimeout)
 	minInt("synchronous_node_count", raw.SynchronousNodeCount, 1)
 	minInt("max_timelines_history", raw.MaxTimelinesHistory, 0)
 	minBytes := func(k string, v *Bytes, lo int64) {
@@ -488,9 +555,9 @@ func (d *Dynamic) Validate(prefix string) error {
 	setInt(&ttl, raw.TTL)
 	setInt(&lw, raw.LoopWait)
 	setInt(&rt, raw.RetryTimeout)
-	if lw+2*rt > ttl && (raw.TTL == nil || *raw.TTL >= 20) {
+	if lw+2*rt > ttl && ttl >= MinTTL && lw >= PatroniMinLoopWait && rt >= MinRetryTimeout {
 		errs = append(errs, &FieldError{Path: p("ttl"), Value: fmt.Sprint(ttl), Line: line("ttl"),
-			Message: fmt.Sprintf("must be >= loop_wait + 2*retry_timeout (%d + 2*%d = %d), so that a primary demotes before its leader key expires", lw, rt, lw+2*rt)})
+			Message: fmt.Sprintf("must be >= loop_wait + 2*retry_timeout (%d + 2*%d = %d), so that a primary demotes before its leader key expires; raise ttl or lower loop_wait/retry_timeout", lw, rt, lw+2*rt)})
 	}
 	for name, v := range raw.slotsMap() {
 		if m, ok := v.(map[string]any); ok {

@@ -56,7 +56,9 @@ func TestDynamicPatch(t *testing.T) {
 	}
 }
 
-// spec/config.md §2 timeout sanity.
+// spec/config.md §2 timeout sanity, except that values below Patroni's
+// documented minimums (ttl 20, retry_timeout 3) are kept with a warning, as
+// Patroni 3.0.2 runs with them; only values that cannot work are raised.
 func TestSanitizeTimeouts(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -64,7 +66,10 @@ func TestSanitizeTimeouts(t *testing.T) {
 		warnings int
 	}{
 		{name: "defaults", in: [3]int{30, 10, 10}, want: [3]int{30, 10, 10}},
-		{name: "minimums raised", in: [3]int{5, 0, 1}, want: [3]int{20, 1, 3}, warnings: 3},
+		{name: "anchor aggressive profile kept", in: [3]int{10, 1, 4}, want: [3]int{10, 1, 4}, warnings: 1},
+		{name: "anchor floor profile kept", in: [3]int{5, 1, 2}, want: [3]int{5, 1, 2}, warnings: 2},
+		{name: "unusable values raised", in: [3]int{0, 0, 0}, want: [3]int{3, 1, 1}, warnings: 5},
+		{name: "negative ttl raised then rule", in: [3]int{-5, 1, 4}, want: [3]int{3, 1, 1}, warnings: 4},
 		{name: "loop_wait shrinks", in: [3]int{30, 15, 10}, want: [3]int{30, 10, 10}, warnings: 1},
 		{name: "retry_timeout shrinks", in: [3]int{20, 10, 10}, want: [3]int{20, 1, 9}, warnings: 1},
 		{name: "exact fit", in: [3]int{40, 20, 10}, want: [3]int{40, 20, 10}},

@@ -63,6 +63,9 @@ func Decode(tree *yaml.Node) (*Config, []Warning, error) {
 		warns = append(warns, Warning{Path: "bootstrap.users", Line: lookupPath(tree, "bootstrap", "users").Line,
 			Message: "bootstrap.users was removed in Patroni 4.0 and is ignored"})
 	}
+	if c.Bootstrap.DCS != nil {
+		warns = append(warns, c.Bootstrap.DCS.TimingWarnings("bootstrap.dcs")...)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return c, warns, err
 	}
