@@ -327,6 +327,13 @@ func (c Config) restConfig() (*rest.Config, error) {
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
+		if clientcmd.IsEmptyConfig(err) {
+			where := rules.GetExplicitFile()
+			if where == "" {
+				where = strings.Join(rules.Precedence, ", ")
+			}
+			return nil, fmt.Errorf("kubernetes: no API server credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set) and no kubeconfig found (looked at %s); set KUBECONFIG to a kubeconfig file, or run in a pod with a service account: %w", where, err)
+		}
 		return nil, fmt.Errorf("kubernetes: kubeconfig: %w", err)
 	}
 	return rc, nil

@@ -319,6 +319,30 @@ func (x *ctl) prompt(prompt, def string) string {
 
 func ts(t time.Time) string { return t.Format("2006-01-02 15:04:05.000000") }
 
+// notCandidate explains why cand cannot take over: patronictl's sentence
+// (spec/patronictl.md §3.3), then which of its two cases applies and who
+// can.
+func notCandidate(cl *dcs.Cluster, cand, scope string, candidates []string) string {
+	msg := fmt.Sprintf("Member %s does not exist in cluster %s or is tagged as nofailover", cand, scope)
+	var why string
+	if m := cl.Member(cand); m == nil {
+		names := make([]string, 0, len(cl.Members))
+		for _, m := range cl.Members {
+			names = append(names, m.Name)
+		}
+		slices.Sort(names)
+		why = fmt.Sprintf("no member named %s is registered (members: %s)", cand, strings.Join(names, ", "))
+	} else {
+		why = fmt.Sprintf("%s is tagged nofailover (or failover_priority 0), so it never becomes the leader", cand)
+	}
+	if len(candidates) > 0 {
+		why += "; candidates: " + strings.Join(candidates, ", ")
+	} else {
+		why += "; no member can take over"
+	}
+	return msg + ": " + why
+}
+
 // ---- list / topology -------------------------------------------------
 
 func (x *ctl) list(argv []string, topology bool) error {
@@ -474,10 +498,13 @@ func (x *ctl) switchover(argv []string, failover bool) error {
 		}
 	}
 	slices.Sort(candidates)
+	cand := a.get("candidate")
+	if cand != "" && cand != leader && !slices.Contains(candidates, cand) {
+		return fail("%s", notCandidate(cl, cand, scope, candidates))
+	}
 	if len(candidates) == 0 {
 		return fail("No candidates found to %s to", action)
 	}
-	cand := a.get("candidate")
 	if cand == "" && !force {
 		quoted := make([]string, len(candidates))
 		for i, c := range candidates {
@@ -493,7 +520,7 @@ func (x *ctl) switchover(argv []string, failover bool) error {
 			return fail("Member %s is already the leader of cluster %s", cand, scope)
 		}
 		if !slices.Contains(candidates, cand) {
-			return fail("Member %s does not exist in cluster %s or is tagged as nofailover", cand, scope)
+			return fail("%s", notCandidate(cl, cand, scope, candidates))
 		}
 	}
 	var at *time.Time

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -28,7 +29,9 @@ import (
 // loadConfig reads, validates and fills defaults of a daemon configuration
 // file. Every problem is reported at once, with line numbers where known.
 func loadConfig(path string) (*config.Config, error) {
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("config file %s does not exist: pass the path of a Patroni-style YAML file (reference-daemon generate-config prints a sample): %w", path, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	c, warns, err := config.Load(path, os.Environ())
@@ -54,8 +57,14 @@ func lockDataDir(dataDir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock file %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "another daemon"
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid > 0 {
+				holder = fmt.Sprintf("another daemon (pid %d)", pid)
+			}
+		}
 		_ = f.Close()
-		return nil, fmt.Errorf("data directory %s is in use by another daemon (lock file %s held)", dataDir, path)
+		return nil, fmt.Errorf("data directory %s is in use by %s, which holds the lock file %s: stop that daemon first, or give this node its own postgresql.data_dir", dataDir, holder, path)
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
@@ -305,26 +314,16 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	if dyn == nil {
 		dyn = config.NewDynamic()
 	}
-	settings, _ := dyn.Settings()
+	settings, warns := dyn.Settings()
+	logSettingsWarnings(log, warns)
 	eff, _ := config.Effective(c, dyn)
 	ttl := time.Duration(settings.TTL) * time.Second
 
-	// Open the DCS, retrying with progress until it answers.
-	var h *dcsHandle
-	for attempt := 1; ; attempt++ {
-		octx, cancel := context.WithTimeout(ctx, time.Duration(settings.RetryTimeout)*time.Second*3)
-		var err error
-		h, err = openDCS(octx, c, c.Name, ttl, true, log)
-		cancel()
-		if err == nil {
-			break
-		}
-		log.Warn("DCS not reachable yet, retrying", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
+	// Open the DCS, retrying with progress until it answers. Nothing is
+	// started (Postgres, REST API) before it does.
+	h, err := waitForDCS(ctx, c, ttl, time.Duration(settings.RetryTimeout)*time.Second*3, log)
+	if err != nil {
+		return err
 	}
 	defer h.Close()
 
@@ -334,7 +333,8 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	if cl, err := clusterWithin(ctx, h.store, time.Duration(settings.RetryTimeout)*time.Second); err == nil && cl.Config != nil {
 		if d2, err := config.ParseDynamic(cl.Config.Raw); err == nil {
 			dyn, lastRaw = d2, cl.Config.Raw
-			settings, _ = dyn.Settings()
+			settings, warns = dyn.Settings()
+			logSettingsWarnings(log, warns)
 			eff, _ = config.Effective(c, dyn)
 		}
 	}
@@ -458,6 +458,48 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return runErr
 	}
 	return nil
+}
+
+// dcsRetryDelay is the pause between attempts to reach the DCS at startup:
+// short, since nothing runs yet and each attempt is cheap.
+const dcsRetryDelay = time.Second
+
+// waitForDCS opens the DCS, printing a line per failed attempt with the
+// address and the reason, until it answers, ctx ends (SIGTERM) or the
+// problem is one retrying cannot fix (a bad section, no credentials).
+func waitForDCS(ctx context.Context, c *config.Config, ttl, attemptTimeout time.Duration, log *slog.Logger) (*dcsHandle, error) {
+	where := dcsAddress(c)
+	for attempt := 1; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		h, err := openDCS(octx, c, c.Name, ttl, true, log)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				log.Info(fmt.Sprintf("DCS %s answered after %d attempts", where, attempt))
+			}
+			return h, nil
+		}
+		if _, ok := errors.AsType[*configError](err); ok {
+			return nil, fmt.Errorf("DCS %s: %w", where, err)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		log.Warn(fmt.Sprintf("waiting for DCS %s: %v (retry in %s)", where, err, dcsRetryDelay), "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(dcsRetryDelay):
+		}
+	}
+}
+
+// logSettingsWarnings logs what the timing sanity rules changed or found
+// risky in a dynamic configuration (spec/config.md §2).
+func logSettingsWarnings(log *slog.Logger, warns []config.Warning) {
+	for _, w := range warns {
+		log.Warn("dynamic configuration", "warning", w.String())
+	}
 }
 
 // statusLoop publishes a fresh api.Status every second and after every

@@ -8,14 +8,104 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/dcs/consul"
 	"github.com/pgwarden/pgwarden/dcs/etcd"
+	"github.com/pgwarden/pgwarden/dcs/kubernetes"
 	"github.com/pgwarden/pgwarden/dcs/zookeeper"
 )
+
+// configError is a DCS problem that retrying cannot fix (a bad section,
+// missing credentials): the daemon reports it and exits instead of waiting
+// for the DCS.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// dcsAddress describes where the configured DCS is, for progress messages
+// ("etcd3 at 127.0.0.1:2379").
+func dcsAddress(c *config.Config) string {
+	switch {
+	case c.Etcd3 != nil || c.Etcd != nil:
+		e, kind := c.Etcd3, "etcd3"
+		if e == nil {
+			e, kind = c.Etcd, "etcd"
+		}
+		var where []string
+		for _, s := range []string{e.Host, e.URL, e.Proxy} {
+			if s != "" {
+				where = append(where, s)
+			}
+		}
+		where = append(where, e.Hosts...)
+		if e.SRV != "" {
+			where = append(where, "SRV "+e.SRV)
+		}
+		return kind + " at " + strings.Join(where, ",")
+	case c.Raft != nil:
+		return "embedded etcd (raft section) at " + strings.Join(append([]string{c.Raft.SelfAddr}, c.Raft.PartnerAddrs...), ",")
+	case c.ZooKeeper != nil:
+		return "zookeeper at " + strings.Join(c.ZooKeeper.Hosts, ",")
+	case c.Consul != nil:
+		addr := c.Consul.Host
+		if c.Consul.URL != "" {
+			addr = c.Consul.URL
+		}
+		if addr == "" {
+			addr = "127.0.0.1:8500"
+		}
+		return "consul at " + addr
+	case c.Kubernetes != nil:
+		ns := c.Kubernetes.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		return "kubernetes API (namespace " + ns + ")"
+	}
+	return "DCS"
+}
+
+// kubernetesConfig maps the kubernetes section (spec/config.md §4) to the
+// store's Config. The API server connection follows client-go: the pod's
+// service account when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or
+// ~/.kube/config (kubernetes.context selects a context; "" is the current
+// one).
+func kubernetesConfig(c *config.Config, name string, ttl time.Duration, log *slog.Logger) (kubernetes.Config, error) {
+	k := c.Kubernetes
+	f := kubernetes.FileConfig{
+		Namespace: k.Namespace, Labels: k.Labels, ScopeLabel: k.ScopeLabel, RoleLabel: k.RoleLabel,
+		LeaderLabelValue: k.LeaderLabelValue, FollowerLabelValue: k.FollowerLabelValue,
+		StandbyLeaderLabelValue: k.StandbyLeaderLabelValue, TmpRoleLabel: k.TmpRoleLabel,
+		BootstrapLabels: k.BootstrapLabels, UseEndpoints: k.UseEndpoints, PodIP: k.PodIP, CACert: k.CACert,
+		RetriableHTTPCodes: k.RetriableHTTPCodes, BypassAPIService: k.BypassAPIService, Context: k.Context,
+	}
+	var errs []error
+	for i, p := range k.Ports {
+		var port kubernetes.Port
+		port.Name, _ = p["name"].(string)
+		port.Protocol, _ = p["protocol"].(string)
+		n, ok := dcs.IntValue(p["port"])
+		if !ok {
+			errs = append(errs, fmt.Errorf("kubernetes.ports[%d].port: %v is not a port number", i, p["port"]))
+		}
+		port.Port = int32(n)
+		f.Ports = append(f.Ports, port)
+	}
+	kc, err := f.Config(c.Scope, name)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return kc, err
+	}
+	kc.TTL, kc.Logger = ttl, log
+	return kc, nil
+}
 
 // dcsHandle is an opened Store plus what must be closed after it (the
 // embedded etcd member of a raft section).
@@ -54,7 +144,7 @@ func openDCS(ctx context.Context, c *config.Config, name string, ttl time.Durati
 		}
 		cfg, err := sec.StoreConfig(ctx, ns, c.Scope, name)
 		if err != nil {
-			return nil, fmt.Errorf("etcd3 section: %w", err)
+			return nil, &configError{fmt.Errorf("etcd3 section: %w", err)}
 		}
 		cfg.TTL, cfg.Logger = ttl, log
 		st, err := etcd.Open(ctx, cfg)
@@ -69,7 +159,7 @@ func openDCS(ctx context.Context, c *config.Config, name string, ttl time.Durati
 		if embedded {
 			scfg, err := sec.ServerConfig(c.Scope)
 			if err != nil {
-				return nil, fmt.Errorf("raft section: %w", err)
+				return nil, &configError{fmt.Errorf("raft section: %w", err)}
 			}
 			// etcd logs every request at Info; keep its warnings only.
 			scfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("member", name)
@@ -127,7 +217,23 @@ func openDCS(ctx context.Context, c *config.Config, name string, ttl time.Durati
 		}
 		return &dcsHandle{store: st}, nil
 	case c.Kubernetes != nil:
-		return nil, errors.New("kubernetes DCS: not supported by the reference daemon yet")
+		kc, err := kubernetesConfig(c, name, ttl, log)
+		if err != nil {
+			return nil, &configError{err}
+		}
+		st, err := kubernetes.New(kc)
+		if err != nil {
+			// New fails only on configuration and credentials; the API
+			// server is first contacted below.
+			return nil, &configError{err}
+		}
+		// The first read waits until the list+watch streams are
+		// established, so an unreachable API server shows up here.
+		if _, err := st.Cluster(ctx); err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("kubernetes API (namespace %s): %w", kc.Namespace, err)
+		}
+		return &dcsHandle{store: st}, nil
 	}
-	return nil, errors.New("no DCS section in the configuration (etcd3, etcd, raft, zookeeper, consul)")
+	return nil, &configError{errors.New("no DCS section in the configuration (etcd3, etcd, raft, zookeeper, consul, kubernetes)")}
 }

