@@ -288,7 +288,8 @@ type Kubernetes struct {
 	BypassAPIService bool `yaml:"bypass_api_service"`
 	// BootstrapLabels are set on the pod while it bootstraps.
 	BootstrapLabels map[string]string `yaml:"bootstrap_labels"`
-	// Context is the kubeconfig context. Default "kind-kind".
+	// Context is the kubeconfig context used outside a pod. Default: the
+	// kubeconfig's current context (Patroni's default is "kind-kind").
 	Context string `yaml:"context"`
 }
 

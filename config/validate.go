@@ -501,7 +501,9 @@ func (c *Config) WithDefaults() *Config {
 		kk.LeaderLabelValue = orDefault(kk.LeaderLabelValue, "primary")
 		kk.FollowerLabelValue = orDefault(kk.FollowerLabelValue, "replica")
 		kk.StandbyLeaderLabelValue = orDefault(kk.StandbyLeaderLabelValue, "primary")
-		kk.Context = orDefault(kk.Context, "kind-kind")
+		// Context stays "" (the kubeconfig's current context, as client-go
+		// and kubectl do). Patroni defaults to "kind-kind", a context only
+		// a kind test cluster has, which fails everywhere else.
 		d.Kubernetes = &kk
 	}
 	if cs := d.Consul; cs != nil {

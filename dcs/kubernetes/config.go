@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/clock"
 )
 
@@ -324,15 +325,21 @@ func (c Config) restConfig() (*rest.Config, error) {
 	if c.Kubeconfig != "" {
 		rules.ExplicitPath = c.Kubeconfig
 	}
+	noCredentials := func(err error) error {
+		where := rules.GetExplicitFile()
+		if where == "" {
+			where = strings.Join(rules.GetLoadingPrecedence(), ", ")
+		}
+		return fmt.Errorf("kubernetes: no API server credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set) and no kubeconfig found (looked at %s); set KUBECONFIG to a kubeconfig file, or run in a pod with a service account: %w", where, err)
+	}
+	if raw, err := rules.Load(); err == nil && clientcmdapi.IsConfigEmpty(raw) {
+		return nil, noCredentials(clientcmd.ErrEmptyConfig)
+	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			where := rules.GetExplicitFile()
-			if where == "" {
-				where = strings.Join(rules.Precedence, ", ")
-			}
-			return nil, fmt.Errorf("kubernetes: no API server credentials: not running in a pod (KUBERNETES_SERVICE_HOST is not set) and no kubeconfig found (looked at %s); set KUBECONFIG to a kubeconfig file, or run in a pod with a service account: %w", where, err)
+			return nil, noCredentials(err)
 		}
 		return nil, fmt.Errorf("kubernetes: kubeconfig: %w", err)
 	}

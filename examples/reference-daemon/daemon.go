@@ -36,6 +36,9 @@ func loadConfig(path string) (*config.Config, error) {
 	}
 	c, warns, err := config.Load(path, os.Environ())
 	if err != nil {
+		if strings.Contains(err.Error(), path) {
+			return nil, err // already names the file (YAML syntax errors)
+		}
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	for _, w := range warns {
@@ -293,7 +296,7 @@ func runDaemon(path string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serveDaemon(ctx, stop, path, c, log); err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("daemon stopped", "err", err)
+		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
 	return 0
@@ -321,7 +324,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 
 	// Open the DCS, retrying with progress until it answers. Nothing is
 	// started (Postgres, REST API) before it does.
-	h, err := waitForDCS(ctx, c, ttl, time.Duration(settings.RetryTimeout)*time.Second*3, log)
+	h, err := waitForDCS(ctx, c, ttl, time.Duration(settings.RetryTimeout)*time.Second, log)
 	if err != nil {
 		return err
 	}

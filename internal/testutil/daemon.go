@@ -130,6 +130,16 @@ func (n *DaemonNode) Running() bool {
 	}
 }
 
+// PID returns the daemon process id (0 when not started by Start).
+func (n *DaemonNode) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Kill sends SIGKILL to the daemon and waits for it to exit. Postgres,
 // which the daemon started, keeps running (see KillPostmaster).
 func (n *DaemonNode) Kill() { n.signal(syscall.SIGKILL, 10*time.Second) }
@@ -225,8 +235,8 @@ type DaemonClusterOptions struct {
 	// Nodes is the number of daemons; default 3.
 	Nodes int
 	// TTL, LoopWait and RetryTimeout go to bootstrap.dcs; defaults 20/1/3
-	// (the smallest ttl the configuration accepts, with
-	// ttl >= loop_wait + 2 x retry_timeout).
+	// (Patroni's documented minimums; smaller values are accepted with a
+	// warning as long as ttl >= loop_wait + 2 x retry_timeout).
 	TTL, LoopWait, RetryTimeout int
 	// DCSYAML replaces the etcd3 section pointing at an embedded etcd of
 	// the test process (for example a raft section).

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgwarden/pgwarden/internal/testutil"
+)
+
+// Issue 7 acceptance, "bad input": the built binary is run as a user runs
+// it. Each case checks the message a user reads, a non-zero exit and that
+// nothing was created or written.
+
+// binResult is the outcome of one run of the daemon binary.
+type binResult struct {
+	code   int
+	output string
+}
+
+// runBin runs the daemon binary with args and extra environment variables
+// (KEY=VALUE, appended to a copy of this process's environment) and waits
+// up to a minute.
+func runBin(t *testing.T, env []string, args ...string) binResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testutil.DaemonBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	res := binResult{output: string(out)}
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v\n%s", args, err, out)
+	}
+	t.Logf("reference-daemon %s: exit %d\n%s", strings.Join(args, " "), res.code, out)
+	return res
+}
+
+// nodeYAML is a complete, valid node configuration whose DCS section is
+// dcsYAML. Its REST API and Postgres ports are free loopback ports and its
+// data directory is dir/data (not created).
+func nodeYAML(t *testing.T, dir, dcsYAML string) string {
+	ports := testutil.FreePorts(t, 2)
+	return fmt.Sprintf(`scope: batman
+name: node0
+restapi:
+  listen: 127.0.0.1:%[1]d
+  connect_address: 127.0.0.1:%[1]d
+%[3]s
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 1
+    retry_timeout: 4
+postgresql:
+  listen: 127.0.0.1:%[2]d
+  connect_address: 127.0.0.1:%[2]d
+  data_dir: %[4]s
+  authentication:
+    superuser: {username: postgres, password: x}
+    replication: {username: replicator, password: y}
+watchdog:
+  mode: "off"
+`, ports[0], ports[1], dcsYAML, filepath.Join(dir, "data"))
+}
+
+// dirEntries lists the names in dir.
+func dirEntries(t *testing.T, dir string) []string {
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// Missing file, bad YAML, impossible values and missing Kubernetes
+// credentials end the daemon at once with exit code 1, a message naming
+// the problem, and nothing created next to the configuration.
+func TestDaemonRefusesBadConfiguration(t *testing.T) {
+	home := t.TempDir() // no ~/.kube/config
+	noKube := []string{"HOME=" + home, "KUBECONFIG=" + filepath.Join(home, "no-such-kubeconfig"), "KUBERNETES_SERVICE_HOST="}
+	tests := []struct {
+		name string
+		// file returns the configuration text; "" means no file.
+		file func(t *testing.T, dir string) string
+		env  []string
+		want []string
+	}{
+		{
+			name: "missing file",
+			want: []string{"Error: config file ", "node.yml does not exist", "generate-config"},
+		},
+		{
+			name: "bad YAML",
+			file: func(t *testing.T, dir string) string {
+				return "scope: batman\nname: node0\nrestapi:\n\tlisten: 127.0.0.1:8008\n"
+			},
+			want: []string{"Error: config: ", "node.yml: yaml: line 4: "},
+		},
+		{
+			name: "impossible timing",
+			file: func(t *testing.T, dir string) string {
+				return strings.Replace(nodeYAML(t, dir, "etcd3: {host: '127.0.0.1:2379'}"), "ttl: 10", "ttl: 0", 1)
+			},
+			want: []string{"is invalid", "bootstrap.dcs.ttl", "must be an integer >= 3"},
+		},
+		{
+			name: "kubernetes without credentials",
+			file: func(t *testing.T, dir string) string {
+				return nodeYAML(t, dir, "kubernetes:\n  labels: {application: pgwarden-test}\n")
+			},
+			env:  noKube,
+			want: []string{"no API server credentials", "KUBERNETES_SERVICE_HOST is not set", "set KUBECONFIG"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "node.yml")
+			if tc.file != nil {
+				require.NoError(t, os.WriteFile(path, []byte(tc.file(t, dir)), 0o600))
+			}
+			before := dirEntries(t, dir)
+			res := runBin(t, tc.env, path)
+			require.Equal(t, 1, res.code)
+			for _, w := range tc.want {
+				require.Contains(t, res.output, w)
+			}
+			// Only the daemon's lock file may appear (the kubernetes case
+			// fails after taking it); no data directory.
+			after := slices.DeleteFunc(dirEntries(t, dir), func(n string) bool { return n == "data.pgwarden.lock" })
+			require.Equal(t, before, after, "nothing is created")
+		})
+	}
+}
+
+// An unreachable DCS at startup is reported once per attempt with its
+// address and the reason; nothing is started meanwhile, and SIGTERM ends
+// the wait with exit code 0.
+func TestDaemonWaitsForDCSUntilSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	path := filepath.Join(dir, "node.yml")
+	require.NoError(t, os.WriteFile(path, []byte(nodeYAML(t, dir, "etcd3:\n  hosts: "+dead+"\n")), 0o600))
+	logPath := filepath.Join(t.TempDir(), "daemon.log")
+	logFile, err := os.Create(logPath)
+	require.NoError(t, err)
+	defer func() { _ = logFile.Close() }()
+	readLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+
+	cmd := exec.Command(testutil.DaemonBinary(t), path)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	want := "waiting for DCS etcd3 at " + dead + ": "
+	testutil.SucceedsSoon(t, func() error {
+		if n := strings.Count(readLog(), want); n < 2 {
+			return fmt.Errorf("%d progress lines %q so far", n, want)
+		}
+		return nil
+	})
+	_, err = os.Stat(filepath.Join(dir, "data"))
+	require.ErrorIs(t, err, os.ErrNotExist, "Postgres is not initialised while the DCS is down")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		exited = true
+		require.NoError(t, err, "exit code 0 after SIGTERM")
+	case <-time.After(20 * time.Second):
+		t.Fatalf("daemon did not exit within 20 s of SIGTERM:\n%s", readLog())
+	}
+	out := readLog()
+	t.Logf("daemon output:\n%s", out)
+	require.Contains(t, out, "(retry in 1s)")
+	_, err = os.Stat(filepath.Join(dir, "data"))
+	require.ErrorIs(t, err, os.ErrNotExist, "Postgres was not initialised while the DCS was down")
+}
