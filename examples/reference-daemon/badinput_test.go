@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pgwarden/pgwarden/internal/testutil"
 )
@@ -199,4 +200,65 @@ func TestDaemonWaitsForDCSUntilSIGTERM(t *testing.T) {
 	require.Contains(t, out, "(retry in 1s)")
 	_, err = os.Stat(filepath.Join(dir, "data"))
 	require.ErrorIs(t, err, os.ErrNotExist, "Postgres was not initialised while the DCS was down")
+}
+
+// spec/patronictl.md §3.3/3.4 and issue 7: switchover or failover to a
+// member that does not exist or is tagged nofailover names the member and
+// the reason, exits 1, and writes nothing to the DCS (no failover key; the
+// etcd revision is unchanged).
+func TestCtlSwitchoverRefusesBadCandidate(t *testing.T) {
+	e := testutil.StartEmbeddedEtcd(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer func() { _ = cli.Close() }()
+	ctx := t.Context()
+	// Nothing listens on the members' REST ports: a command that got past
+	// the checks would fall back to writing the failover key, which the
+	// test would see.
+	api := testutil.FreePorts(t, 3)
+	member := func(i int, role, tags string) string {
+		return fmt.Sprintf(`{"conn_url":"postgres://127.0.0.1:%d/postgres","api_url":"http://127.0.0.1:%d/patroni","state":"running","role":"%s","timeline":1%s}`,
+			5432+i, api[i], role, tags)
+	}
+	for k, v := range map[string]string{
+		"initialize":          "7277694203142172922",
+		"config":              `{"ttl":30,"loop_wait":10,"retry_timeout":10}`,
+		"leader":              "postgresql0",
+		"members/postgresql0": member(0, "primary", ""),
+		"members/postgresql1": member(1, "replica", ""),
+		"members/postgresql2": member(2, "replica", `,"tags":{"nofailover":true}`),
+	} {
+		_, err := cli.Put(ctx, "/service/batman/"+k, v)
+		require.NoError(t, err)
+	}
+	before, err := cli.Get(ctx, "/service/batman/", clientv3.WithPrefix())
+	require.NoError(t, err)
+
+	dcsURL := "etcd3://" + strings.TrimPrefix(e.Endpoint(), "http://")
+	env := []string{"HOME=" + t.TempDir(), "PATRONICTL_CONFIG_FILE="}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"switchover to unknown member", []string{"switchover", "batman", "--candidate", "nobody", "--force"},
+			"Error: Member nobody does not exist in cluster batman or is tagged as nofailover: no member named nobody is registered (members: postgresql0, postgresql1, postgresql2); candidates: postgresql1"},
+		{"switchover to nofailover member", []string{"switchover", "batman", "--candidate", "postgresql2", "--force"},
+			"Error: Member postgresql2 does not exist in cluster batman or is tagged as nofailover: postgresql2 is tagged nofailover (or failover_priority 0), so it never becomes the leader; candidates: postgresql1"},
+		{"failover to nofailover member", []string{"failover", "batman", "--candidate", "postgresql2", "--force"},
+			"Error: Member postgresql2 does not exist in cluster batman or is tagged as nofailover: postgresql2 is tagged nofailover"},
+		{"scheduled switchover to unknown member", []string{"switchover", "batman", "--candidate", "nobody", "--scheduled", "2099-01-01T00:00", "--force"},
+			"Error: Member nobody does not exist in cluster batman"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runBin(t, env, append([]string{"ctl", "-d", dcsURL}, tc.args...)...)
+			require.Equal(t, 1, res.code)
+			require.Contains(t, res.output, tc.want)
+			fo, err := cli.Get(ctx, "/service/batman/failover")
+			require.NoError(t, err)
+			require.Zero(t, fo.Count, "no failover key was written")
+			require.Equal(t, before.Header.Revision, fo.Header.Revision, "nothing at all was written to the DCS")
+		})
+	}
 }

@@ -324,7 +324,13 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 
 	// Open the DCS, retrying with progress until it answers. Nothing is
 	// started (Postgres, REST API) before it does.
-	h, err := waitForDCS(ctx, c, ttl, time.Duration(settings.RetryTimeout)*time.Second, log)
+	// One attempt may take retry_timeout, as any DCS call; starting an
+	// embedded etcd member (raft section) also waits for its peers.
+	attempt := time.Duration(settings.RetryTimeout) * time.Second
+	if c.Raft != nil {
+		attempt *= 3
+	}
+	h, err := waitForDCS(ctx, c, ttl, attempt, log)
 	if err != nil {
 		return err
 	}
