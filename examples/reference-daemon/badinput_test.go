@@ -262,3 +262,61 @@ func TestCtlSwitchoverRefusesBadCandidate(t *testing.T) {
 		})
 	}
 }
+
+// Issue 7: a daemon started while its DCS is down prints progress and does
+// not initialise Postgres; once the DCS is up it bootstraps. A second
+// daemon on the same data directory is then refused with the first one's
+// pid, and the first keeps running unharmed (same postmaster, still
+// primary).
+func TestDaemonWaitsForDCSThenStartsAndRefusesSecond(t *testing.T) {
+	e := testutil.StartEmbeddedEtcd(t)
+	e.Stop()
+	hostport := strings.TrimPrefix(e.Endpoint(), "http://")
+	c := testutil.StartDaemonCluster(t, testutil.DaemonClusterOptions{
+		Nodes: 1, TTL: 10, LoopWait: 1, RetryTimeout: 4,
+		DCSYAML: func(int) string { return "etcd3:\n  hosts: " + hostport + "\n" },
+	})
+	c.Etcd = e // dump its keys on failure
+	n := c.Nodes[0]
+	ctx := t.Context()
+
+	want := "waiting for DCS etcd3 at " + hostport + ": "
+	testutil.SucceedsSoon(t, func() error {
+		if k := strings.Count(n.Log(), want); k < 2 {
+			return fmt.Errorf("%d progress lines %q so far", k, want)
+		}
+		return nil
+	})
+	_, err := os.Stat(n.DataDir)
+	require.ErrorIs(t, err, os.ErrNotExist, "no initdb while the DCS is down")
+	_, _, err = n.Get(ctx, "/patroni")
+	require.Error(t, err, "the REST API is not up before the DCS answers")
+
+	e.Restart(t)
+	testutil.SucceedsWithin(t, 2*time.Minute, func() error {
+		doc, err := n.Patroni(ctx)
+		if err != nil {
+			return err
+		}
+		if doc["role"] != "primary" || doc["state"] != "running" {
+			return fmt.Errorf("role %v state %v", doc["role"], doc["state"])
+		}
+		return nil
+	})
+	pm := n.PostmasterPID()
+	require.NotZero(t, pm)
+
+	res := runBin(t, nil, n.ConfigPath)
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.output, fmt.Sprintf("data directory %s is in use by another daemon (pid %d)", n.DataDir, n.PID()))
+	require.Contains(t, res.output, "stop that daemon first, or give this node its own postgresql.data_dir")
+
+	require.True(t, n.Running(), "the first daemon keeps running")
+	require.Equal(t, pm, n.PostmasterPID(), "its postmaster was not touched")
+	doc, err := n.Patroni(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "primary", doc["role"])
+	out, err := c.Ctl(ctx, "list")
+	require.NoError(t, err, out)
+	require.Regexp(t, `\| node0 +\| [0-9.:]+ +\| Leader +\| running `, out)
+}
