@@ -2,8 +2,14 @@ package postgres
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -77,4 +83,47 @@ func (m *Manager) ControlData(ctx context.Context) (ControlData, error) {
 		return ControlData{}, fmt.Errorf("postgres: pg_controldata: %w", err)
 	}
 	return ParseControlData(string(out))
+}
+
+// pg_control layout shared by every supported PostgreSQL version: the
+// cluster state (an int32 enum) at byte 16 and the latest checkpoint
+// location (uint64) at byte 32, host byte order.
+const (
+	controlStateOffset = 16
+	controlCkptOffset  = 32
+	// controlShutDown is DB_SHUTDOWNED ("shut down").
+	controlShutDown = 1
+)
+
+// shutDownCheckpoint reads global/pg_control directly, which is cheap
+// enough to poll every few milliseconds during a stop (pg_controldata is
+// a process per read). It reports whether the state is "shut down" and
+// the latest checkpoint location. Two identical reads are required, so a
+// read racing the server's rewrite of the file is not trusted.
+func (m *Manager) shutDownCheckpoint() (bool, LSN, error) {
+	read := func() ([]byte, error) {
+		f, err := os.Open(filepath.Join(m.cfg.DataDir, "global", "pg_control"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b := make([]byte, controlCkptOffset+8)
+		if _, err := io.ReadFull(f, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	a, err := read()
+	if err != nil {
+		return false, 0, fmt.Errorf("postgres: read pg_control: %w", err)
+	}
+	b, err := read()
+	if err != nil {
+		return false, 0, fmt.Errorf("postgres: read pg_control: %w", err)
+	}
+	if !bytes.Equal(a, b) {
+		return false, 0, errors.New("postgres: read pg_control: changed while reading")
+	}
+	state := int32(binary.NativeEndian.Uint32(a[controlStateOffset:]))
+	return state == controlShutDown, LSN(binary.NativeEndian.Uint64(a[controlCkptOffset:])), nil
 }
