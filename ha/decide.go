@@ -830,6 +830,9 @@ func (x *cycle) decideLeaderRace() Decision {
 	if x.failed(AcquireLeader{}) {
 		return x.follow("demoted self after trying and failing to obtain lock", "following new leader after trying and failing to obtain lock")
 	}
+	if d, wait := x.awaitShutdownCheckpoint(); wait {
+		return d
+	}
 	if d, wait := x.raceBackoff(); wait {
 		return d
 	}
@@ -863,6 +866,35 @@ func (x *cycle) decideLeaderRace() Decision {
 	}
 	d.Actions = append(acts, d.Actions...)
 	return d
+}
+
+// shutdownCatchUp bounds how long a replica waits to replay the old
+// primary's shutdown checkpoint during a switchover; after it the usual
+// lag rules decide (a candidate that is not streaming never gets it).
+const shutdownCatchUp = 2 * time.Second
+
+// catchUpPoll is how often a waiting replica looks again.
+const catchUpPoll = 20 * time.Millisecond
+
+// awaitShutdownCheckpoint: in a switchover the old primary releases the
+// key with its shutdown checkpoint location as soon as that checkpoint is
+// written, while its WAL senders may still be sending it. A streaming
+// replica does not race for the key before it has replayed past that
+// location (replay ends past the checkpoint record only once the whole
+// record arrived), so every write the old primary acknowledged is kept.
+func (x *cycle) awaitShutdownCheckpoint() (Decision, bool) {
+	f, last := x.c.Failover, x.c.Status.LastLSN
+	if f.IsEmpty() || f.Leader == "" || f.Leader == x.me || last == 0 ||
+		x.pg.Primary || x.pg.ReplayLSN == 0 || x.pg.ReplayLSN > last {
+		return Decision{}, false
+	}
+	if !x.o.UnlockedSince.IsZero() && x.o.Now.Sub(x.o.UnlockedSince) > shutdownCatchUp {
+		return Decision{}, false
+	}
+	return Decision{
+		Message: msg("waiting to replay the shutdown checkpoint %s of %s", last, f.Leader),
+		WakeAt:  x.o.Now.Add(catchUpPoll),
+	}, true
 }
 
 type verdict struct {

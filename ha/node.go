@@ -68,6 +68,19 @@ type Postgres interface {
 	CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error
 }
 
+// GracefulStopper is optionally implemented by a Postgres whose fast stop
+// can report the shutdown checkpoint before the postmaster exits. A
+// switchover then releases the leader key at that moment instead of after
+// the exit (WAL senders finishing, processes ending), which shortens the
+// write outage; the candidate waits until it has replayed past that
+// checkpoint before it takes the key.
+type GracefulStopper interface {
+	// StopGraceful stops Postgres like Stop(ctx, false) and calls
+	// onShutdown (at most once, from the calling goroutine) with the
+	// location of the shutdown checkpoint once it is written.
+	StopGraceful(ctx context.Context, onShutdown func(checkpoint dcs.LSN)) error
+}
+
 // Peers asks other members' REST APIs. Called from the loop goroutine; each
 // call must return within ctx's deadline.
 type Peers interface {
@@ -199,6 +212,9 @@ type Node struct {
 	// ttl is the ttl of the last cycle's settings (for failsafe
 	// heartbeats received on API goroutines).
 	ttl atomic.Int64
+	// changed is signalled when a published status differs from the
+	// previous one in what health checks look at (see StatusChanged).
+	changed chan struct{}
 
 	mu     sync.Mutex // guards hist, op fields used by the background goroutine
 	hist   []LogEntry
@@ -259,6 +275,7 @@ func New(opts Options) (*Node, error) {
 		clk:        opts.Clock,
 		log:        cfg.Logger.With("member", cfg.Name),
 		wake:       make(chan struct{}, 1),
+		changed:    make(chan struct{}, 1),
 		firstCycle: true,
 	}
 	n.state.Store(&Status{Name: cfg.Name, State: "stopped"})
@@ -268,6 +285,12 @@ func New(opts Options) (*Node, error) {
 
 // Status returns the last published status without blocking on the loop.
 func (n *Node) Status() *Status { return n.state.Load() }
+
+// StatusChanged is signalled (coalesced, never blocking the loop) when the
+// published status changes in role, state, leader, timeline or leadership:
+// a REST API that caches the status refreshes it at once instead of on its
+// next tick, so health checks follow a switchover without delay.
+func (n *Node) StatusChanged() <-chan struct{} { return n.changed }
 
 // History returns the last changed decisions, oldest first.
 func (n *Node) History() []LogEntry {
@@ -346,8 +369,10 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-t.C():
 		case <-n.opts.Store.Changes():
 			t.Stop()
+			n.log.Debug("loop woken by a DCS change")
 		case <-n.wake:
 			t.Stop()
+			n.log.Debug("loop woken")
 		}
 	}
 }
@@ -631,7 +656,7 @@ func (n *Node) publish(d Decision, pg PGState, reachable bool, o Observation) {
 	if n.lastCluster != nil && n.lastCluster.Leader != nil {
 		st.Leader = n.lastCluster.Leader.Name
 	}
-	n.state.Store(st)
+	n.store(st)
 	key := d.String()
 	if key == n.lastDecision {
 		return
@@ -648,6 +673,20 @@ func (n *Node) publish(d Decision, pg PGState, reachable bool, o Observation) {
 		return
 	}
 	n.log.Info(d.Message, "role", d.Role, "timeline", pg.Timeline, "lsn", pg.LSN.String(), "leader", st.Leader, "action", actionNames(d), "inputs", inputs)
+}
+
+// store publishes st and signals StatusChanged when it differs from the
+// previous status in what health checks look at.
+func (n *Node) store(st *Status) {
+	prev := n.state.Swap(st)
+	if prev != nil && prev.Role == st.Role && prev.State == st.State && prev.Leader == st.Leader &&
+		prev.Timeline == st.Timeline && prev.LeaseValidUntil.IsZero() == st.LeaseValidUntil.IsZero() {
+		return
+	}
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
 }
 
 func actionNames(d Decision) string {
@@ -863,6 +902,7 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		if !n.CanAcceptWrites(now) {
 			return errors.New("promote: leader lease not valid")
 		}
+		n.log.Debug("promote: start")
 		n.runOp(ctx, OpPromote, pg.Promote)
 	case Demote:
 		return n.demote(ctx, a, cl, o)
@@ -950,15 +990,39 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 // as a writable leader before Postgres goes down.
 func (n *Node) demote(ctx context.Context, a Demote, cl *dcs.Cluster, o *Observation) error {
 	n.lease = Lease{}
+	// Health checks stop naming this node the primary before Postgres
+	// goes down, so clients look for the new one at once.
+	if cur := n.state.Load(); cur != nil {
+		st := *cur
+		st.Role, st.LeaseValidUntil, st.UpdatedAt = "demoted", time.Time{}, n.clk.Now()
+		n.store(&st)
+	}
+	n.log.Debug("demote: start", "mode", a.Mode)
 	if n.opts.Watchdog != nil {
 		_ = n.opts.Watchdog.Disarm()
 	}
 	pg := n.opts.Postgres
 	immediate := a.Mode == DemoteImmediate || a.Mode == DemoteImmediateNoLock
-	if err := pg.Stop(ctx, immediate); err != nil {
+	released := false
+	if gs, ok := pg.(GracefulStopper); ok && a.Mode == DemoteGraceful {
+		err := gs.StopGraceful(ctx, func(ckpt dcs.LSN) {
+			dctx, cancel := context.WithTimeout(ctx, n.settings().RetryTimeout)
+			defer cancel()
+			if err := n.opts.Store.ReleaseLeader(dctx, &dcs.Status{LastLSN: ckpt}); err != nil {
+				n.log.Warn("release leader key at the shutdown checkpoint", "err", err)
+				return
+			}
+			released = true
+			n.log.Debug("demote: leader key released at the shutdown checkpoint", "lsn", ckpt.String())
+		})
+		if err != nil {
+			return fmt.Errorf("demote %s: stop: %w", n.cfg.Name, err)
+		}
+	} else if err := pg.Stop(ctx, immediate); err != nil {
 		return fmt.Errorf("demote %s: stop: %w", n.cfg.Name, err)
 	}
-	if a.Mode.ReleasesLock() {
+	n.log.Debug("demote: postgres stopped")
+	if a.Mode.ReleasesLock() && !released {
 		var last *dcs.Status
 		if a.Mode == DemoteGraceful {
 			if st, err := pg.State(ctx); err == nil {
@@ -970,6 +1034,8 @@ func (n *Node) demote(ctx context.Context, a Demote, cl *dcs.Cluster, o *Observa
 		cancel()
 		if err != nil {
 			n.log.Warn("release leader key after demote", "err", err)
+		} else {
+			n.log.Debug("demote: leader key released", "with_last_lsn", last != nil)
 		}
 	}
 	up := n.upstream(cl, a.Upstream)
