@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pgwarden/pgwarden/api"
 	"github.com/pgwarden/pgwarden/callbacks"
 	"github.com/pgwarden/pgwarden/config"
@@ -274,6 +276,11 @@ type daemon struct {
 	// versionPM (statusLoop goroutine only).
 	versionNum int
 	versionPM  time.Time
+	// kick asks statusLoop for a refresh now (the postmaster exited).
+	kick chan struct{}
+	// primaryReady is whether the last published status made GET
+	// /primary answer 200 (statusLoop goroutine only; for the debug log).
+	primaryReady bool
 }
 
 // runDaemon runs one node until SIGTERM/SIGINT (clean shutdown) and
@@ -362,7 +369,13 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return fmt.Errorf("postgres manager: %w", err)
 	}
 	defer m.Close()
-	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind}
+	kick := make(chan struct{}, 1)
+	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind, changed: func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}}
 	adapter.history = func(ctx context.Context) (*dcs.TimelineHistory, error) {
 		cl, err := h.store.Cluster(ctx)
 		if err != nil {
@@ -374,6 +387,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	d := &daemon{path: path, log: log, pg: m, pga: adapter, store: h.store, stop: stop, lastRaw: lastRaw}
 	d.cfg.Store(c)
 	d.reload = make(chan struct{}, 1)
+	d.kick = kick
 	tlsCfg, err := api.ServerTLSConfig(c.RestAPI)
 	if err != nil {
 		return fmt.Errorf("restapi tls: %w", err)
@@ -412,6 +426,8 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	handler, err := api.NewHandler(api.Config{
 		Status: d, Controller: d, DCS: h.store, RestAPI: c.RestAPI, Version: version, Logger: log,
 		DCSTimeout: time.Duration(settings.RetryTimeout) * time.Second,
+		// A switchover answers as soon as the new leader holds the key.
+		SwitchoverPoll: switchoverPoll,
 	})
 	if err != nil {
 		return fmt.Errorf("rest api: %w", err)
@@ -426,6 +442,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	apiErr := make(chan error, 1)
 	wg.Go(func() { apiErr <- api.Serve(apiCtx, c.RestAPI.Listen, handler, tlsCfg) })
 	wg.Go(func() { d.statusLoop(apiCtx, time.Duration(settings.LoopWait)*time.Second) })
+	wg.Go(func() { d.watchPostmaster(apiCtx, postmasterPoll) })
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -511,8 +528,63 @@ func logSettingsWarnings(log *slog.Logger, warns []config.Warning) {
 	}
 }
 
-// statusLoop publishes a fresh api.Status every second and after every
-// loop, so health checks never wait on Postgres or the DCS.
+// switchoverPoll is how often POST /switchover checks the DCS for the new
+// leader: the request answers within this of the key changing hands.
+const switchoverPoll = 50 * time.Millisecond
+
+// postmasterPoll bounds how long watchPostmaster waits between looks at
+// the pid file (a new postmaster, or no pidfd support).
+const postmasterPoll = 100 * time.Millisecond
+
+// watchPostmaster notices the postmaster's exit (a crash or kill -9 while
+// the daemon runs) at once through a pidfd, or within one poll where pidfds
+// are not available: it wakes the HA loop, which restarts it, and refreshes
+// the status so that GET /primary stops answering 200 now rather than at
+// the next periodic refresh.
+func (d *daemon) watchPostmaster(ctx context.Context, every time.Duration) {
+	last, fd := 0, -1
+	defer func() {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+		}
+	}()
+	for ctx.Err() == nil {
+		if fd >= 0 {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, int(every.Milliseconds())); err != nil && !errors.Is(err, unix.EINTR) {
+				_ = unix.Close(fd)
+				fd = -1
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+		pid := d.pg.PostmasterPID()
+		if pid == last {
+			continue
+		}
+		if fd >= 0 {
+			_ = unix.Close(fd)
+			fd = -1
+		}
+		if pid == 0 {
+			d.log.Debug("postmaster exited", "pid", last)
+			d.pga.notify()
+			d.node.Wake()
+		} else if f, err := unix.PidfdOpen(pid, 0); err == nil {
+			fd = f
+		}
+		last = pid
+	}
+}
+
+// statusLoop publishes a fresh api.Status every second, at once when the
+// HA loop's published status changes (role, state, leadership) and when
+// the postmaster exits, so health checks never wait on Postgres or the DCS
+// and follow a switchover or crash without a polling delay.
 func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 	t := time.NewTicker(min(time.Second, max(loopWait/2, 200*time.Millisecond)))
 	defer t.Stop()
@@ -521,6 +593,9 @@ func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.kick:
+		case <-d.node.StatusChanged():
+			d.dropLeadership()
 		case <-d.reload:
 			if c, err := loadConfig(d.path); err != nil {
 				d.log.Error("reload: keeping the old configuration", "err", err)
@@ -534,6 +609,20 @@ func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 			d.applyConfig(ctx, cl)
 		}
 	}
+}
+
+// dropLeadership publishes at once, before the full refresh, that this
+// node no longer holds the leader lease when the HA loop says so (a
+// demotion began): GET /primary answers 503 without waiting on Postgres.
+func (d *daemon) dropLeadership() {
+	hs := d.node.Status()
+	cur := d.status.Load()
+	if hs == nil || cur == nil || !hs.LeaseValidUntil.IsZero() || cur.LeaderUntil.IsZero() {
+		return
+	}
+	s := *cur
+	s.LeaderUntil = time.Time{}
+	d.status.Store(&s)
 }
 
 // clusterWithin reads the cluster with a deadline.
@@ -632,11 +721,23 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 			})
 		}
 		s.ServerVersion = d.serverVersion(qctx, st.PostmasterStart)
-		if s.State == "" {
+		// The loop says "starting" until its next cycle after the start
+		// returned; Postgres answering queries is running already.
+		if s.State == "" || s.State == "starting" {
 			s.State = "running"
 		}
 	} else if hs != nil && hs.State == "running" {
 		s.State = "unknown"
+	}
+	// Publish what Postgres and the HA loop say now, with the previous
+	// DCS view, before the slower DCS read and pending-restart query: a
+	// promotion or crash shows in health checks a round trip earlier.
+	if prev := d.status.Load(); prev != nil {
+		early := s
+		early.Cluster, early.DCSLastSeen, early.Global = prev.Cluster, prev.DCSLastSeen, prev.Global
+		early.PendingRestart, early.PendingRestartReason = prev.PendingRestart, prev.PendingRestartReason
+		early.ScheduledRestart = prev.ScheduledRestart
+		d.publishStatus(&early)
 	}
 	cl, err := d.store.Cluster(qctx)
 	if err == nil {
@@ -665,8 +766,18 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 			}
 		}
 	}
-	d.status.Store(&s)
+	d.publishStatus(&s)
 	return cl
+}
+
+// publishStatus stores s for the REST API (statusLoop goroutine only) and
+// logs at debug level when GET /primary changes its answer.
+func (d *daemon) publishStatus(s *api.Status) {
+	d.status.Store(s)
+	if ready := time.Now().Before(s.LeaderUntil) && s.Role == "primary" && s.State == "running"; ready != d.primaryReady {
+		d.primaryReady = ready
+		d.log.Debug("status published", "primary", ready, "role", s.Role, "state", s.State)
+	}
 }
 
 // serverVersion returns server_version_num, read once per postmaster

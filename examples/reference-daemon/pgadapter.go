@@ -43,6 +43,10 @@ type pgAdapter struct {
 	versionNum int
 	versionPM  time.Time
 
+	// changed is called after a start or promotion succeeded, so the
+	// REST API's cached status is refreshed at once.
+	changed func()
+
 	// history reads the cluster's timeline history (the leader's history
 	// file as published in the DCS); used to check a running replica.
 	history func(ctx context.Context) (*dcs.TimelineHistory, error)
@@ -67,7 +71,10 @@ func (p *pgAdapter) replicaTimeline(st postgres.State) int {
 	return p.tlSeen
 }
 
-var _ ha.Postgres = (*pgAdapter)(nil)
+var (
+	_ ha.Postgres        = (*pgAdapter)(nil)
+	_ ha.GracefulStopper = (*pgAdapter)(nil)
+)
 
 func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 	var out ha.PGState
@@ -261,7 +268,14 @@ func (p *pgAdapter) Start(ctx context.Context, primary bool, upstream *dcs.Membe
 	} else {
 		p.setUpstream("")
 	}
+	p.notify()
 	return nil
+}
+
+func (p *pgAdapter) notify() {
+	if p.changed != nil {
+		p.changed()
+	}
 }
 
 func (p *pgAdapter) Stop(ctx context.Context, immediate bool) error {
@@ -275,11 +289,21 @@ func (p *pgAdapter) Stop(ctx context.Context, immediate bool) error {
 	return nil
 }
 
+// StopGraceful implements ha.GracefulStopper: a fast stop that reports
+// the shutdown checkpoint as soon as it is written.
+func (p *pgAdapter) StopGraceful(ctx context.Context, onShutdown func(checkpoint dcs.LSN)) error {
+	if err := p.m.Stop(ctx, postgres.StopOptions{Mode: postgres.StopFast, OnShutdown: onShutdown}); err != nil {
+		return fmt.Errorf("stop postgres: %w", err)
+	}
+	return nil
+}
+
 func (p *pgAdapter) Promote(ctx context.Context) error {
 	if err := p.m.Promote(ctx); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}
 	p.setUpstream("")
+	p.notify()
 	return nil
 }
 
