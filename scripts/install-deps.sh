@@ -34,11 +34,13 @@ esac
 # for "already installed" is a cheap file test rather than a dpkg query.
 #   postgresql-15: the server binaries every real-Postgres test starts
 #   etcd-server, etcd-client: Debian's etcd 3.4, an external etcd for dcs/etcd tests
+#   haproxy: routes a client to the primary in the reference daemon's e2e test
 declare -A want=(
 	[postgresql-15]=/usr/lib/postgresql/15/bin/postgres
 	[etcd-server]=/usr/bin/etcd
 	[etcd-client]=/usr/bin/etcdctl
 	[zookeeper]=/usr/share/java/zookeeper.jar
+	[haproxy]=/usr/sbin/haproxy
 )
 # The demo runs PostgreSQL under the daemon's embedded etcd: nothing else.
 if ((demo_only)); then

@@ -245,15 +245,26 @@ type DaemonClusterOptions struct {
 	BootstrapDCSYAML string
 	// TagsYAML returns extra tags for node i (lines "key: value").
 	TagsYAML func(i int) string
+	// EtcdEndpoint, when set, is the client URL of an etcd the nodes use
+	// (Debian's etcd from StartEtcdProcess, or the embedded etcd of
+	// another cluster) instead of a new embedded etcd.
+	EtcdEndpoint string
+	// NoStart writes the configurations without starting the daemons, so
+	// the test can start them in the order it needs (DaemonNode.Start).
+	NoStart bool
 }
 
 // DaemonCluster is a set of reference daemons forming one cluster.
 type DaemonCluster struct {
 	Scope string
 	Nodes []*DaemonNode
-	// Etcd is the embedded etcd the nodes use (nil with DCSYAML).
+	// Etcd is the embedded etcd the nodes use (nil with DCSYAML or
+	// EtcdEndpoint).
 	Etcd *EmbeddedEtcd
-	Bin  string
+	// EtcdEndpoint is the client URL of the etcd the nodes use ("" with
+	// DCSYAML).
+	EtcdEndpoint string
+	Bin          string
 }
 
 // StartDaemonCluster writes the configurations and starts every node. At
@@ -273,9 +284,10 @@ func StartDaemonCluster(t testing.TB, o DaemonClusterOptions) *DaemonCluster {
 	}
 	bin := DaemonBinary(t)
 	binDir := PGBinDir(t)
-	c := &DaemonCluster{Scope: o.Scope, Bin: bin}
-	if o.DCSYAML == nil {
+	c := &DaemonCluster{Scope: o.Scope, Bin: bin, EtcdEndpoint: o.EtcdEndpoint}
+	if o.DCSYAML == nil && o.EtcdEndpoint == "" {
 		c.Etcd = StartEmbeddedEtcd(t)
+		c.EtcdEndpoint = c.Etcd.Endpoint()
 	}
 	for i := 0; i < o.Nodes; i++ {
 		dir := PGTempDir(t)
@@ -365,18 +377,15 @@ tags:
 		c.Nodes = append(c.Nodes, n)
 	}
 	t.Cleanup(func() { c.cleanup(t) })
-	for _, n := range c.Nodes {
-		n.Start(t)
+	if !o.NoStart {
+		for _, n := range c.Nodes {
+			n.Start(t)
+		}
 	}
 	return c
 }
 
-func (c *DaemonCluster) endpoint() string {
-	if c.Etcd == nil {
-		return ""
-	}
-	return c.Etcd.Endpoint()
-}
+func (c *DaemonCluster) endpoint() string { return c.EtcdEndpoint }
 
 func (c *DaemonCluster) cleanup(t testing.TB) {
 	if t.Failed() {
@@ -397,10 +406,10 @@ func (c *DaemonCluster) Dump(t testing.TB) {
 	for _, n := range c.Nodes {
 		t.Logf("==== log of %s (%s)\n%s", n.Name, n.LogPath, tailString(n.Log(), 60000))
 	}
-	if c.Etcd == nil {
+	if c.EtcdEndpoint == "" {
 		return
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Etcd.Endpoint()}, DialTimeout: 3 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdEndpoint}, DialTimeout: 3 * time.Second})
 	if err != nil {
 		t.Logf("==== DCS keys: %v", err)
 		return
@@ -408,7 +417,7 @@ func (c *DaemonCluster) Dump(t testing.TB) {
 	defer func() { _ = cli.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := cli.Get(ctx, "/service/", clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, "/service/"+c.Scope+"/", clientv3.WithPrefix())
 	if err != nil {
 		t.Logf("==== DCS keys: %v", err)
 		return
