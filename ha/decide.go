@@ -363,6 +363,11 @@ func (x *cycle) decideEmptyDataDir() Decision {
 // primary.
 const remoteName = "remote"
 
+// RemoteName is the name of the *dcs.Member that Postgres methods receive
+// as upstream when a standby cluster's leader follows the remote primary
+// (standby_cluster host and port in its conn_url).
+const RemoteName = remoteName
+
 // cloneSource picks a running member tagged clonefrom other than me and the
 // leader (first by name, so the choice is deterministic).
 func (x *cycle) cloneSource() string {
@@ -376,6 +381,12 @@ func (x *cycle) cloneSource() string {
 
 // §8.2
 func (x *cycle) decidePostBootstrap() Decision {
+	// §8.1: a standby leader's bootstrap is a clone of the remote primary,
+	// which leaves Postgres stopped; start it following the remote, then
+	// finish below once it runs.
+	if x.s.StandbyCluster != nil && x.o.Op.Kind == OpClone && !x.o.Op.Failed && !x.pg.Running && x.pg.DataDir == DataPresent {
+		return Decision{Actions: []Action{StartPostgres{Upstream: remoteName}}, Message: "starting the new standby leader following the remote primary"}
+	}
 	if x.o.Op.Failed || !x.pg.Running {
 		return Decision{
 			Actions: []Action{CancelInitialize{}, StopPostgres{Immediate: true}, Exit{Reason: "Failed to bootstrap cluster"}},

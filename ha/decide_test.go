@@ -411,6 +411,27 @@ func TestDecide(t *testing.T) {
 			msg: "initialized a new cluster", actions: []Action{WriteInitialize{SysID: sysid}, WriteConfig{}, TakeLeader{}}, role: "primary",
 		},
 		{
+			name: "standby leader bootstrap: start after the clone", spec: "§8.1, acceptance §16.4",
+			w: newWorld("n1", "").with(func(o *Observation) {
+				o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+				o.Bootstrapping = true
+				o.Op = Operation{Kind: OpClone}
+				o.PG.Running, o.PG.Primary = false, false
+			}),
+			msg: "starting the new standby leader following the remote primary", actions: []Action{StartPostgres{Upstream: "remote"}},
+		},
+		{
+			name: "standby leader bootstrap: failed start gives up", spec: "§8.2",
+			w: newWorld("n1", "").with(func(o *Observation) {
+				o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+				o.Bootstrapping = true
+				o.Op = Operation{Kind: OpStart, Failed: true}
+				o.PG.Running, o.PG.Primary = false, false
+			}),
+			msg:     "Failed to bootstrap cluster",
+			actions: []Action{CancelInitialize{}, StopPostgres{Immediate: true}, Exit{Reason: "Failed to bootstrap cluster"}},
+		},
+		{
 			name: "bootstrap failed", spec: "§8.2",
 			w: newWorld("n1", "").with(func(o *Observation) {
 				o.Bootstrapping = true

@@ -61,6 +61,10 @@ type Upstream struct {
 	// Slot overrides the slot this node streams from ("" = my slot name
 	// when slots are in use).
 	Slot string
+	// NoSlot streams without a replication slot even when slots are in
+	// use: a standby cluster's remote primary without
+	// standby_cluster.primary_slot_name has no slot for us.
+	NoSlot bool
 	// Recovery overrides recovery parameters for this upstream, e.g. a
 	// standby cluster's restore_command, archive_cleanup_command and
 	// recovery_min_apply_delay (spec/postgres.md §5).

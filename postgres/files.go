@@ -188,7 +188,7 @@ func (m *Manager) RecoveryParameters(up *Upstream) map[string]string {
 	}
 	if up != nil && up.Name != m.cfg.Name && !up.NoStream {
 		r["primary_conninfo"] = m.primaryConninfo(*up)
-		if *m.cfg.UseSlots {
+		if *m.cfg.UseSlots && !up.NoSlot {
 			slot := up.Slot
 			if slot == "" {
 				slot = SlotName(m.cfg.Name)

@@ -129,6 +129,15 @@ func TestWriteConfig(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []string{"primary_conninfo"}, ch.Params)
 	})
+	t.Run("remote upstream without a slot", func(t *testing.T) {
+		ch, err := m.WriteConfig(ctx, postgres.RoleReplica, &postgres.Upstream{Name: "remote", Host: "10.0.0.9", Port: 5432, NoSlot: true})
+		require.NoError(t, err)
+		require.Contains(t, ch.Params, "primary_slot_name")
+		conf, err := os.ReadFile(filepath.Join(cfg.DataDir, "postgresql.conf"))
+		require.NoError(t, err)
+		require.NotContains(t, string(conf), "primary_slot_name", "a standby leader streams without a slot unless standby_cluster.primary_slot_name is set")
+		require.Contains(t, string(conf), "host=10.0.0.9 port=5432")
+	})
 	t.Run("primary drops recovery", func(t *testing.T) {
 		ch, err := m.WriteConfig(ctx, postgres.RolePrimary, nil)
 		require.NoError(t, err)

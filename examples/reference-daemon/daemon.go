@@ -376,6 +376,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		default:
 		}
 	}}
+	adapter.setStandby(settings.StandbyCluster)
 	adapter.history = func(ctx context.Context) (*dcs.TimelineHistory, error) {
 		cl, err := h.store.Cluster(ctx)
 		if err != nil {
@@ -644,7 +645,7 @@ func (d *daemon) upstream(cl *dcs.Cluster) *postgres.Upstream {
 	if name == "" || cl == nil {
 		return nil
 	}
-	up, _ := upstreamOf(cl.Member(name))
+	up, _ := d.pga.upstreamOf(cl.Member(name))
 	return up
 }
 
@@ -659,6 +660,9 @@ func (d *daemon) applyConfig(ctx context.Context, cl *dcs.Cluster) {
 		return
 	}
 	eff, _ := config.Effective(d.cfg.Load(), dyn)
+	if s, err := dyn.Settings(); err == nil {
+		d.pga.setStandby(s.StandbyCluster)
+	}
 	params := map[string]string{}
 	for k, v := range eff.RoleParameters("") {
 		params[k] = gucString(v)

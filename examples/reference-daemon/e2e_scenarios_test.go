@@ -147,6 +147,11 @@ func ctlRows(out string) map[string][]string {
 		}
 		cells := strings.Split(strings.Trim(l, "|"), "|")
 		for i := range cells {
+			if i == 0 {
+				// Keep topology's indentation: drop only the cell padding.
+				cells[i] = strings.TrimRight(strings.TrimPrefix(cells[i], " "), " ")
+				continue
+			}
 			cells[i] = strings.TrimSpace(cells[i])
 		}
 		name := strings.TrimLeft(cells[0], "+ ")

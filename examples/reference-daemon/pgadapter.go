@@ -47,6 +47,12 @@ type pgAdapter struct {
 	// REST API's cached status is refreshed at once.
 	changed func()
 
+	// standby is set in a standby cluster, whose leader follows the
+	// remote primary (ha.RemoteName) through standbySlot ("" = no slot);
+	// guarded by mu.
+	standby     bool
+	standbySlot string
+
 	// history reads the cluster's timeline history (the leader's history
 	// file as published in the DCS); used to check a running replica.
 	history func(ctx context.Context) (*dcs.TimelineHistory, error)
@@ -213,7 +219,7 @@ func (p *pgAdapter) setUpstream(name string) {
 	p.mu.Unlock()
 }
 
-func upstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
+func (p *pgAdapter) upstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
 	if m == nil {
 		return nil, nil
 	}
@@ -224,7 +230,27 @@ func upstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
 	if m.NoStream() {
 		up.NoStream = true
 	}
+	p.mu.Lock()
+	standby, slot := p.standby, p.standbySlot
+	p.mu.Unlock()
+	if standby && m.Name == ha.RemoteName {
+		// The remote primary of a standby cluster has a slot for us only
+		// when standby_cluster.primary_slot_name names it.
+		up.Slot, up.NoSlot = slot, slot == ""
+	}
 	return &up, nil
+}
+
+// setStandby records the standby_cluster section (nil when the cluster is
+// not a standby cluster).
+func (p *pgAdapter) setStandby(sc *config.StandbyCluster) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.standby = sc != nil && sc.Active()
+	p.standbySlot = ""
+	if p.standby && sc.PrimarySlotName != "" {
+		p.standbySlot = postgres.SlotName(sc.PrimarySlotName)
+	}
 }
 
 func (p *pgAdapter) Bootstrap(ctx context.Context) error {
@@ -239,7 +265,7 @@ func (p *pgAdapter) Bootstrap(ctx context.Context) error {
 }
 
 func (p *pgAdapter) CreateReplica(ctx context.Context, from *dcs.Member) error {
-	up, err := upstreamOf(from)
+	up, err := p.upstreamOf(from)
 	if err != nil {
 		return err
 	}
@@ -254,7 +280,7 @@ func (p *pgAdapter) Start(ctx context.Context, primary bool, upstream *dcs.Membe
 	if primary {
 		opts.Role = postgres.RolePrimary
 	} else {
-		up, err := upstreamOf(upstream)
+		up, err := p.upstreamOf(upstream)
 		if err != nil {
 			return err
 		}
@@ -310,7 +336,7 @@ func (p *pgAdapter) Promote(ctx context.Context) error {
 func (p *pgAdapter) Follow(ctx context.Context, upstream *dcs.Member) error {
 	var up postgres.Upstream
 	if upstream != nil {
-		u, err := upstreamOf(upstream)
+		u, err := p.upstreamOf(upstream)
 		if err != nil {
 			return err
 		}
@@ -336,7 +362,7 @@ var errUnknown = errors.New("divergence unknown")
 // its timeline and position with the leader's timeline history published in
 // the DCS, which is what the leader's history file holds.
 func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
-	up, err := upstreamOf(leader)
+	up, err := p.upstreamOf(leader)
 	if err != nil || up == nil {
 		return false, fmt.Errorf("diverged: %w", err)
 	}
@@ -375,7 +401,7 @@ func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, err
 }
 
 func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {
-	up, err := upstreamOf(leader)
+	up, err := p.upstreamOf(leader)
 	if err != nil || up == nil {
 		return fmt.Errorf("rewind: %w", err)
 	}
@@ -471,7 +497,7 @@ func (p *pgAdapter) SyncSlots(ctx context.Context, physical []string, logical []
 func (p *pgAdapter) Restart(ctx context.Context, primary bool, upstream *dcs.Member) error {
 	var up *postgres.Upstream
 	if !primary {
-		u, err := upstreamOf(upstream)
+		u, err := p.upstreamOf(upstream)
 		if err != nil {
 			return err
 		}
@@ -492,7 +518,7 @@ func (p *pgAdapter) Restart(ctx context.Context, primary bool, upstream *dcs.Mem
 // CopyLogicalSlots copies permanent logical slots from the leader
 // (postgres.Manager.CopyLogicalSlots, which restarts the replica).
 func (p *pgAdapter) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error {
-	up, err := upstreamOf(leader)
+	up, err := p.upstreamOf(leader)
 	if err != nil || up == nil {
 		return fmt.Errorf("copy logical slots: %w", err)
 	}
