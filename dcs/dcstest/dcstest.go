@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgwarden/pgwarden/dcs"
@@ -55,8 +56,10 @@ type Harness struct {
 	// may take up to its session TTL of ttl/2 again).
 	ExpiryGrace time.Duration
 	// WatchLatency is how long after a change the suite waits for the
-	// Changes channel to fire (default 1s, as spec/dcs-layout.md §10.6
-	// expects a prompt wake-up).
+	// Changes channel to fire, and for a member's Cluster to show another
+	// client's write or an expiry (default 1s, as spec/dcs-layout.md §10.6
+	// expects a prompt wake-up). Backends that serve Cluster from a
+	// watch-fed cache pass the suite in that mode.
 	WatchLatency time.Duration
 }
 
@@ -167,13 +170,37 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// read returns a snapshot through st.
+// read returns a snapshot through st. Use it where the contract says the
+// snapshot is current: for the reader's own writes, and for stores without
+// a member name, which read linearizably (store.go Cluster).
 func read(t *testing.T, st dcs.Store) *dcs.Cluster {
 	t.Helper()
 	c, err := st.Cluster(ctx(t))
 	require.NoError(t, err, "Cluster")
 	require.NotNil(t, c, "Cluster returned nil without error")
 	return c
+}
+
+// see reads through st until check passes on the snapshot, and returns
+// that snapshot. A member's store may serve Cluster from a watch-fed
+// cache, where another client's write, or a key's expiry, shows up only
+// once the watch delivered it (store.go Cluster: the same latency as
+// Changes). So a member's read that must see such a change retries for up
+// to the watch latency; if check never passes, its complaints about the
+// last snapshot fail t.
+func (s *suite) see(t *testing.T, st dcs.Store, check func(t require.TestingT, c *dcs.Cluster)) *dcs.Cluster {
+	t.Helper()
+	var seen *dcs.Cluster
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		cctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		c, err := st.Cluster(cctx)
+		require.NoError(ct, err, "Cluster")
+		require.NotNil(ct, c, "Cluster returned nil without error")
+		check(ct, c)
+		seen = c
+	}, s.h.WatchLatency, 10*time.Millisecond, "a member's read must show the change within the watch latency %s", s.h.WatchLatency)
+	return seen
 }
 
 // leaderName returns the holder of the leader key, or "".

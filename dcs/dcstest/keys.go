@@ -44,9 +44,11 @@ func (s *suite) testMembers(t *testing.T) {
 	// A changed value is published; a touch for another name is refused.
 	want.State, want.Role = "stopped", "uninitialized"
 	require.NoError(t, st["m2"].TouchMember(ctx(t), want))
-	c = read(t, st["m1"])
-	require.Equal(t, "stopped", c.Member("m2").State)
-	require.Equal(t, "uninitialized", c.Member("m2").Role)
+	s.see(t, st["m1"], func(t require.TestingT, c *dcs.Cluster) {
+		require.NotNil(t, c.Member("m2"))
+		require.Equal(t, "stopped", c.Member("m2").State)
+		require.Equal(t, "uninitialized", c.Member("m2").Role)
+	})
 	require.Error(t, st["m1"].TouchMember(ctx(t), member("m2", 9)), "store.go TouchMember: m.Name must be the store's name")
 	require.Equal(t, "stopped", read(t, st["m1"]).Member("m2").State)
 }
@@ -71,7 +73,9 @@ func (s *suite) testConfig(t *testing.T) {
 	v2, err := ctl.SetConfig(ctx(t), []byte(`{"ttl":30,"loop_wait":10,"pause":true}`), v1)
 	require.NoError(t, err, "§2.2: CAS with the current version succeeds")
 	require.NotEqual(t, v1, v2, "§10.4: a write changes the version")
-	require.True(t, read(t, m1).IsPaused())
+	s.see(t, m1, func(t require.TestingT, c *dcs.Cluster) {
+		require.True(t, c.IsPaused(), "§2.2: a member sees the new config")
+	})
 
 	_, err = m1.SetConfig(ctx(t), []byte(`{"ttl":99}`), v1)
 	require.ErrorIs(t, err, dcs.ErrConflict, "§2.2: CAS with a stale version fails")
@@ -104,8 +108,9 @@ func (s *suite) testFailover(t *testing.T) {
 	v1, err := ctl.SetFailover(ctx(t), &dcs.Failover{Leader: "m1", Candidate: "m2", ScheduledAt: &at}, "")
 	require.NoError(t, err, "§2.7: REST writes the request unconditionally")
 	require.NotEmpty(t, v1)
-	c := read(t, m1)
-	require.NotNil(t, c.Failover)
+	c := s.see(t, m1, func(t require.TestingT, c *dcs.Cluster) {
+		require.NotNil(t, c.Failover, "§2.7: a member sees the request")
+	})
 	require.Equal(t, "m1", c.Failover.Leader)
 	require.Equal(t, "m2", c.Failover.Candidate)
 	require.NotNil(t, c.Failover.ScheduledAt)
@@ -115,7 +120,9 @@ func (s *suite) testFailover(t *testing.T) {
 	v2, err := ctl.SetFailover(ctx(t), &dcs.Failover{Candidate: "m3"}, v1)
 	require.NoError(t, err)
 	require.NotEqual(t, v1, v2)
-	c = read(t, m1)
+	c = s.see(t, m1, func(t require.TestingT, c *dcs.Cluster) {
+		require.Equal(t, v2, c.Failover.Version, "§2.7: a member sees the new request")
+	})
 	require.Empty(t, c.Failover.Leader, "§2.7: no leader means failover")
 	require.Equal(t, "m3", c.Failover.Candidate)
 	require.Nil(t, c.Failover.ScheduledAt)
