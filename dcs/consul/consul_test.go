@@ -82,24 +82,31 @@ func member(name, role string) *dcs.Member {
 	}
 }
 
-// spec/dcs-layout.md §10: the conformance suite against a real agent.
-//
-// The suite reads through one client right after another client wrote, so
-// it runs in ReadSynced mode (cache plus an index probe). The pure cache
-// path (ReadCache, the default) is covered by TestWatchLatency.
+// spec/dcs-layout.md §10: the conformance suite against a real agent, in
+// the default ReadCache mode (a member's snapshot shows another client's
+// write once its blocking query returned it) and in ReadSynced mode (cache
+// plus an index probe).
 func TestConformance(t *testing.T) {
 	skipShort(t)
 	agent := testutil.StartConsul(t)
-	dcstest.Run(t, dcstest.Harness{
-		New: func(t *testing.T, scope, name string) dcs.Store {
-			return openStore(t, agent.Addr(), scope, name, func(c *Config) { c.ReadMode = ReadSynced })
-		},
-		TTL: testTTL,
-		// Consul invalidates a session on its own timer, exactly 2×TTL
-		// after the last renewal; allow for scheduling on a loaded machine.
-		ExpiryGrace:  2 * time.Second,
-		WatchLatency: time.Second,
-	})
+	for _, mode := range []struct {
+		name string
+		mode ReadMode
+	}{{"ReadCache", ReadCache}, {"ReadSynced", ReadSynced}} {
+		t.Run(mode.name, func(t *testing.T) {
+			dcstest.Run(t, dcstest.Harness{
+				New: func(t *testing.T, scope, name string) dcs.Store {
+					return openStore(t, agent.Addr(), scope, name, func(c *Config) { c.ReadMode = mode.mode })
+				},
+				TTL: testTTL,
+				// Consul invalidates a session on its own timer, exactly
+				// 2×TTL after the last renewal; allow for scheduling on a
+				// loaded machine.
+				ExpiryGrace:  2 * time.Second,
+				WatchLatency: time.Second,
+			})
+		})
+	}
 }
 
 // spec/dcs-layout.md §6: keys without a leading slash, the session's
