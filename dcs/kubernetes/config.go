@@ -313,7 +313,7 @@ func (c Config) restConfig() (*rest.Config, error) {
 	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		rc, err := rest.InClusterConfig()
 		if err != nil {
-			return nil, fmt.Errorf("kubernetes: in-cluster config: %w", err)
+			return nil, fmt.Errorf("kubernetes: KUBERNETES_SERVICE_HOST is set, so the pod's service account is used, but it is not usable: %w; mount the service account token in the pod, or unset KUBERNETES_SERVICE_HOST to use a kubeconfig", err)
 		}
 		if c.CACert != "" {
 			rc.TLSClientConfig.CAFile = c.CACert

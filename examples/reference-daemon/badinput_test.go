@@ -128,6 +128,14 @@ func TestDaemonRefusesBadConfiguration(t *testing.T) {
 			env:  noKube,
 			want: []string{"no API server credentials", "KUBERNETES_SERVICE_HOST is not set", "set KUBECONFIG"},
 		},
+		{
+			name: "kubernetes in a pod without a service account token",
+			file: func(t *testing.T, dir string) string {
+				return nodeYAML(t, dir, "kubernetes:\n  labels: {application: pgwarden-test}\n")
+			},
+			env:  []string{"KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT=1"},
+			want: []string{"KUBERNETES_SERVICE_HOST is set, so the pod's service account is used, but it is not usable", "serviceaccount/token"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,4 +327,37 @@ func TestDaemonWaitsForDCSThenStartsAndRefusesSecond(t *testing.T) {
 	out, err := c.Ctl(ctx, "list")
 	require.NoError(t, err, out)
 	require.Regexp(t, `\| node0 +\| [0-9.:]+ +\| Leader +\| running `, out)
+}
+
+// spec/patronictl.md §1 and issue 7: ctl with a missing or unparsable
+// configuration file, or an unreachable DCS, prints "Error: ..." naming the
+// problem and exits 1.
+func TestCtlRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("scope: batman\nname: node0\nrestapi:\n\tlisten: x\n"), 0o600))
+	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	env := []string{"HOME=" + t.TempDir(), "PATRONICTL_CONFIG_FILE="}
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing config file", []string{"ctl", "-c", filepath.Join(dir, "none.yml"), "list"},
+			[]string{"Error: Provided config file " + filepath.Join(dir, "none.yml") + " not existing or no read rights. Check the -c/--config-file parameter"}},
+		{"bad YAML", []string{"ctl", "-c", bad, "list"}, []string{"Error: config: ", "bad.yml: yaml: line 4: "}},
+		{"unreachable DCS", []string{"ctl", "-d", "etcd3://" + dead, "list", "batman"},
+			[]string{"Error: open etcd [http://" + dead + "]", "connection refused"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := dirEntries(t, dir)
+			res := runBin(t, env, tc.args...)
+			require.Equal(t, 1, res.code)
+			for _, w := range tc.want {
+				require.Contains(t, res.output, w)
+			}
+			require.Equal(t, before, dirEntries(t, dir))
+		})
+	}
 }
