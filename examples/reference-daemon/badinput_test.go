@@ -93,6 +93,9 @@ func dirEntries(t *testing.T, dir string) []string {
 // credentials end the daemon at once with exit code 1, a message naming
 // the problem, and nothing created next to the configuration.
 func TestDaemonRefusesBadConfiguration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary and real servers")
+	}
 	home := t.TempDir() // no ~/.kube/config
 	noKube := []string{"HOME=" + home, "KUBECONFIG=" + filepath.Join(home, "no-such-kubeconfig"), "KUBERNETES_SERVICE_HOST="}
 	tests := []struct {
@@ -162,6 +165,9 @@ func TestDaemonRefusesBadConfiguration(t *testing.T) {
 // address and the reason; nothing is started meanwhile, and SIGTERM ends
 // the wait with exit code 0.
 func TestDaemonWaitsForDCSUntilSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary and real servers")
+	}
 	dir := t.TempDir()
 	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	path := filepath.Join(dir, "node.yml")
@@ -215,6 +221,9 @@ func TestDaemonWaitsForDCSUntilSIGTERM(t *testing.T) {
 // the reason, exits 1, and writes nothing to the DCS (no failover key; the
 // etcd revision is unchanged).
 func TestCtlSwitchoverRefusesBadCandidate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary and real servers")
+	}
 	e := testutil.StartEmbeddedEtcd(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
 	require.NoError(t, err)
@@ -277,6 +286,9 @@ func TestCtlSwitchoverRefusesBadCandidate(t *testing.T) {
 // pid, and the first keeps running unharmed (same postmaster, still
 // primary).
 func TestDaemonWaitsForDCSThenStartsAndRefusesSecond(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary and real servers")
+	}
 	e := testutil.StartEmbeddedEtcd(t)
 	e.Stop()
 	hostport := strings.TrimPrefix(e.Endpoint(), "http://")
@@ -333,6 +345,9 @@ func TestDaemonWaitsForDCSThenStartsAndRefusesSecond(t *testing.T) {
 // configuration file, or an unreachable DCS, prints "Error: ..." naming the
 // problem and exits 1.
 func TestCtlRefusesBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary and real servers")
+	}
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yml")
 	require.NoError(t, os.WriteFile(bad, []byte("scope: batman\nname: node0\nrestapi:\n\tlisten: x\n"), 0o600))

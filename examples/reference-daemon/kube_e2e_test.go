@@ -60,6 +60,9 @@ func kubePod(t *testing.T, admin k8s.Interface, ns, scope, name, ip string) {
 // a user sees the leader in "ctl list", the role label on the pod and the
 // leader record in the leader ConfigMap or Endpoints.
 func TestDaemonOnKubernetes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon binary and real servers")
+	}
 	k := testutil.StartKubeAPIServer(t)
 	admin, err := k8s.NewForConfig(k.RESTConfig())
 	require.NoError(t, err)
