@@ -234,13 +234,7 @@ func (s *suite) settle(ch <-chan struct{}) {
 	if s.h.Advance != nil {
 		quiet = 20 * time.Millisecond
 	}
-	for {
-		select {
-		case <-ch:
-		case <-time.After(quiet):
-			return
-		}
-	}
+	drain(ch, quiet)
 }
 
 // requireWake fails unless ch fires within the watch latency.

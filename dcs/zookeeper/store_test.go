@@ -20,7 +20,7 @@ const testTTL = 4 * time.Second
 
 // openStore opens a Store on hosts for scope and member name; it is closed
 // when t ends.
-func openStore(t *testing.T, hosts []string, scope, name string, mod ...func(*Config)) *Store {
+func openStore(t testing.TB, hosts []string, scope, name string, mod ...func(*Config)) *Store {
 	t.Helper()
 	cfg := Config{Hosts: hosts, Scope: scope, Name: name, TTL: testTTL, RetryTimeout: 5 * time.Second,
 		Logger: testutil.Logger(t)}
@@ -51,6 +51,15 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	zk := testutil.StartZooKeeper(t)
 	dcstest.Run(t, harness(func() []string { return []string{zk.Addr()} }))
+}
+
+// BenchmarkWakeLatency measures how soon a member waiting on Changes wakes
+// after another client's write on a real ZooKeeper: the data watch fires
+// at once (goal: well under 100 ms).
+func BenchmarkWakeLatency(b *testing.B) {
+	zk := testutil.StartZooKeeper(b)
+	hosts := []string{zk.Addr()}
+	dcstest.MeasureWake(b, openStore(b, hosts, "wake", "writer"), openStore(b, hosts, "wake", "waiter"))
 }
 
 // TestConformanceEnsemble runs the suite against a three-server ensemble
