@@ -81,6 +81,17 @@ type GracefulStopper interface {
 	StopGraceful(ctx context.Context, onShutdown func(checkpoint dcs.LSN)) error
 }
 
+// DataDirRemover is optionally implemented by a Postgres that can delete
+// its data directory. Reinit (POST /reinitialize, diverged timelines with
+// remove_data_directory_on_diverged_timelines) stops Postgres, removes the
+// data directory through it, then clones (spec/ha-loop.md §9.3: the old
+// data directory goes before the clone); without it the clone must cope
+// with the old data directory itself.
+type DataDirRemover interface {
+	// RemoveDataDir deletes the data directory of the stopped Postgres.
+	RemoveDataDir(ctx context.Context) error
+}
+
 // Peers asks other members' REST APIs. Called from the loop goroutine; each
 // call must return within ctx's deadline.
 type Peers interface {
@@ -926,6 +937,11 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		n.runOp(ctx, OpReinit, func(ctx context.Context) error {
 			if err := pg.Stop(ctx, true); err != nil {
 				return fmt.Errorf("reinitialize: stop: %w", err)
+			}
+			if r, ok := pg.(DataDirRemover); ok {
+				if err := r.RemoveDataDir(ctx); err != nil {
+					return fmt.Errorf("reinitialize: %w", err)
+				}
 			}
 			return pg.CreateReplica(ctx, from)
 		})

@@ -678,9 +678,6 @@ func TestE2EManualOperations(t *testing.T) {
 		start := time.Now()
 		out, err := c.Ctl(ctx, "reinit", c.Scope, r.Name, "--force")
 		require.NoError(t, err, out)
-		if strings.Contains(out, "not supported by this daemon version") {
-			t.Skipf("POST /reinitialize is not wired into the daemon yet (daemon.Reinitialize answers %q)", out)
-		}
 		require.Contains(t, out, "Success: reinitialize for member "+r.Name, out)
 		testutil.SucceedsWithin(t, 90*time.Second, func() error {
 			if _, err := os.Stat(marker); err == nil {

@@ -80,6 +80,7 @@ func (p *pgAdapter) replicaTimeline(st postgres.State) int {
 var (
 	_ ha.Postgres        = (*pgAdapter)(nil)
 	_ ha.GracefulStopper = (*pgAdapter)(nil)
+	_ ha.DataDirRemover  = (*pgAdapter)(nil)
 )
 
 func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
@@ -408,6 +409,15 @@ func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {
 	if err := p.m.Rewind(ctx, *up); err != nil {
 		return fmt.Errorf("rewind: %w", err)
 	}
+	return nil
+}
+
+// RemoveDataDir implements ha.DataDirRemover (reinitialize).
+func (p *pgAdapter) RemoveDataDir(ctx context.Context) error {
+	if err := p.m.RemoveDataDir(); err != nil {
+		return fmt.Errorf("remove data directory: %w", err)
+	}
+	p.setUpstream("")
 	return nil
 }
 
