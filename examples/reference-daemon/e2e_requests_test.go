@@ -99,9 +99,16 @@ func TestE2ERequests(t *testing.T) {
 	code, body, err = send(ctx, r, http.MethodPost, "/restart", `{"schedule":"`+at+`"}`)
 	require.NoError(t, err)
 	require.Equal(t, 409, code, body)
-	doc, err = r.Patroni(ctx)
-	require.NoError(t, err)
-	require.NotNil(t, doc["scheduled_restart"], "GET /patroni shows the scheduled restart: %v", doc)
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		doc, err := r.Patroni(ctx)
+		if err != nil {
+			return err
+		}
+		if doc["scheduled_restart"] == nil {
+			return fmt.Errorf("GET /patroni does not show the scheduled restart: %v", doc)
+		}
+		return nil
+	})
 	code, body, err = send(ctx, r, http.MethodDelete, "/restart", ``)
 	require.NoError(t, err)
 	require.Equal(t, 200, code, body)

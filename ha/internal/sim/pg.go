@@ -49,8 +49,11 @@ type PG struct {
 	SSNChanged  dcs.LSN
 	Slots       []string
 	Logical     []string
-	// Restarts counts Restart calls.
-	Restarts int
+	// Restarts counts Restart calls, Clones CreateReplica calls.
+	Restarts, Clones int
+	// Pending reports a parameter change that needs a restart; Restart
+	// clears it.
+	Pending bool
 	// Broken makes Start fail.
 	Broken bool
 	// Slow makes replication apply only a little WAL per tick.
@@ -115,6 +118,10 @@ func (p *PG) State(ctx context.Context) (ha.PGState, error) {
 		CleanShutdown: p.Clean, WasPrimary: p.WasPrimary, CanRewind: p.w.CanRewind,
 		SyncStandbyNames: slices.Clone(p.SSN), SyncNum: p.SSNNum, SyncPlaceholder: p.Placeholder,
 		SyncChangedLSN: p.SSNChanged, Slots: slices.Clone(p.Slots), LogicalSlots: slices.Clone(p.Logical),
+		PendingRestart: p.Running && p.Pending, ServerVersion: 150004,
+	}
+	if s.PendingRestart {
+		s.PendingRestartReason = map[string]dcs.PendingParam{"max_connections": {OldValue: "100", NewValue: "120"}}
 	}
 	if !p.Running {
 		s.Timeline = 0
@@ -158,6 +165,7 @@ func (p *PG) CreateReplica(ctx context.Context, from *dcs.Member) error {
 	if src == nil || !src.Data || !src.Running {
 		return errors.New("sim: clone source not running")
 	}
+	p.Clones++
 	p.Data, p.SysID, p.Running, p.Primary, p.Clean, p.WasPrimary = true, src.SysID, false, false, true, false
 	p.TL, p.Hist, p.LSN = src.TL, slices.Clone(src.Hist), src.LSN
 	p.SSN, p.SSNNum, p.Placeholder, p.Upstream, p.Streaming = nil, 0, false, "", false
@@ -334,6 +342,7 @@ func (p *PG) Restart(ctx context.Context, primary bool, upstream *dcs.Member) er
 	}
 	unlock := p.w.lock()
 	p.Restarts++
+	p.Pending = false
 	unlock()
 	return p.Start(ctx, primary, upstream)
 }

@@ -70,6 +70,9 @@ func (d *DCS) Status() dcs.Status { return d.status }
 // Sync returns /sync.
 func (d *DCS) Sync() *dcs.SyncState { return d.sync }
 
+// Member returns the member key of name, nil when absent.
+func (d *DCS) Member(name string) *dcs.Member { return d.members[name] }
+
 // Failover returns the failover key.
 func (d *DCS) Failover() *dcs.Failover { return d.failover }
 
