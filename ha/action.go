@@ -151,6 +151,10 @@ type (
 	Refuse struct{ Err error }
 	// ClearScheduledRestart removes the scheduled restart (spec §9.2).
 	ClearScheduledRestart struct{}
+	// Checkpoint runs the post-promote CHECKPOINT in the background
+	// (spec §7.3); until it is done the member key says
+	// checkpoint_after_promote: false.
+	Checkpoint struct{}
 	// Exit stops the daemon (fatal configuration problem).
 	Exit struct{ Reason string }
 )
@@ -191,6 +195,7 @@ func (Restart) isAction()               {}
 func (LeaveSync) isAction()             {}
 func (Refuse) isAction()                {}
 func (ClearScheduledRestart) isAction() {}
+func (Checkpoint) isAction()            {}
 
 func (ProbePeers) String() string      { return "probe-peers" }
 func (ProbeFailsafe) String() string   { return "probe-failsafe" }
@@ -322,3 +327,4 @@ func (a Restart) String() string {
 func (LeaveSync) String() string             { return "leave-sync" }
 func (a Refuse) String() string              { return "refuse: " + a.Err.Error() }
 func (ClearScheduledRestart) String() string { return "clear-scheduled-restart" }
+func (Checkpoint) String() string            { return "checkpoint" }

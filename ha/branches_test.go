@@ -398,3 +398,18 @@ func TestWatchdogTimeout(t *testing.T) {
 	}).o)
 	require.Equal(t, []Action{DisarmWatchdog{}, UpdateLeader{}}, d.Actions)
 }
+
+func TestPostPromoteCheckpoint(t *testing.T) {
+	// spec ha-loop §7.3: after a promotion the new primary runs CHECKPOINT
+	// (in the background; its member key says checkpoint_after_promote:
+	// false until then).
+	d := Decide(newWorld("n1", "n1").with(func(o *Observation) { o.CheckpointNeeded = true }).o)
+	require.Equal(t, []Action{UpdateLeader{}, Checkpoint{}}, d.Actions)
+	// spec ha-loop §7.3, §6.2: replicas wait for it before pg_rewind.
+	d = Decide(newWorld("n2", "n1").with(func(o *Observation) {
+		o.PG.Diverged, o.PG.CanRewind = new(true), true
+		f := false
+		o.Cluster.Member("n1").CheckpointAfterPromote = &f
+	}).o)
+	require.Equal(t, "Waiting for checkpoint on n1 before rewind", d.Message)
+}

@@ -675,6 +675,9 @@ func (x *cycle) enforcePrimary(noAction, promoted string) Decision {
 		}
 	}
 	if x.pg.Primary {
+		if x.o.CheckpointNeeded {
+			acts = append(acts, Checkpoint{})
+		}
 		acts = append(acts, x.manageSync()...)
 		acts = append(acts, x.historyUpdate()...)
 		return Decision{Actions: acts, Message: noAction, Role: "primary"}

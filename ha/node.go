@@ -66,6 +66,8 @@ type Postgres interface {
 	// this replica (spec/ha-loop.md §10 step 6); Postgres is restarted to
 	// load them.
 	CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error
+	// Checkpoint runs CHECKPOINT (after a promotion, spec/ha-loop.md §7.3).
+	Checkpoint(ctx context.Context) error
 }
 
 // GracefulStopper is optionally implemented by a Postgres whose fast stop
@@ -242,6 +244,9 @@ type Node struct {
 	failsafe  *FailsafeLeader
 	// pgStart is the postmaster start time seen by the last cycle.
 	pgStart time.Time
+	// ckpt is the post-promote checkpoint state (§7.3): ckptNone,
+	// ckptNeeded after a promotion, ckptRunning while it runs.
+	ckpt int
 
 	// Loop goroutine only.
 	lease         Lease
@@ -261,6 +266,13 @@ type Node struct {
 	slotSeen map[string]time.Time
 	retain   []string
 }
+
+// Post-promote checkpoint states (spec §7.3).
+const (
+	ckptNone = iota
+	ckptNeeded
+	ckptRunning
+)
 
 // pendingRequest is a manual request and where to send its answer.
 type pendingRequest struct {
@@ -518,6 +530,10 @@ func (n *Node) Step(ctx context.Context) Decision {
 		f := *n.failsafe
 		o.FailsafeLeader = &f
 	}
+	if done != nil && done.Kind == OpPromote && !done.Failed && n.ckpt == ckptNone {
+		n.ckpt = ckptNeeded
+	}
+	o.CheckpointNeeded = n.ckpt == ckptNeeded
 	n.mu.Unlock()
 	o.PrevLSN, o.WatchdogArmed = n.prevLSN, n.wdArmed
 	if !n.leavingSince.IsZero() && (done != nil && done.Kind == OpRestart || o.Request == nil && o.ScheduledRestart == nil && !o.Op.Running) {
@@ -722,6 +738,10 @@ func (n *Node) member(pg PGState, d Decision) *dcs.Member {
 	n.mu.Lock()
 	if sr := n.scheduled; sr != nil {
 		m.ScheduledRestart = publishedRestart(sr)
+	}
+	if n.ckpt != ckptNone && d.Role != "replica" && d.Role != "demoted" {
+		f := false
+		m.CheckpointAfterPromote = &f
 	}
 	n.mu.Unlock()
 	if pg.Running {
@@ -990,6 +1010,33 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		if reply := n.takeRequest(0); reply != nil {
 			reply <- a.Err
 		}
+	case Checkpoint:
+		n.mu.Lock()
+		n.ckpt = ckptRunning
+		n.mu.Unlock()
+		finish := func(err error) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if n.ckpt != ckptRunning {
+				return
+			}
+			if err != nil {
+				n.ckpt = ckptNeeded // retried next cycle
+				return
+			}
+			n.ckpt = ckptNone
+		}
+		if n.opts.Inline {
+			finish(pg.Checkpoint(ctx))
+			return nil
+		}
+		n.opWG.Go(func() {
+			err := pg.Checkpoint(ctx)
+			if err != nil {
+				n.log.Warn("post-promote checkpoint", "err", err)
+			}
+			finish(err)
+		})
 	case ClearScheduledRestart:
 		n.mu.Lock()
 		n.scheduled = nil
@@ -1006,6 +1053,9 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 // as a writable leader before Postgres goes down.
 func (n *Node) demote(ctx context.Context, a Demote, cl *dcs.Cluster, o *Observation) error {
 	n.lease = Lease{}
+	n.mu.Lock()
+	n.ckpt = ckptNone
+	n.mu.Unlock()
 	// Health checks stop naming this node the primary before Postgres
 	// goes down, so clients look for the new one at once.
 	if cur := n.state.Load(); cur != nil {

@@ -238,6 +238,9 @@ type Observation struct {
 	// FailsafeLeader is the primary that last sent POST /failsafe to this
 	// node (spec §11), nil when none.
 	FailsafeLeader *FailsafeLeader
+	// CheckpointNeeded: this node promoted and the post-promote CHECKPOINT
+	// has not run yet (spec §7.3).
+	CheckpointNeeded bool
 	// RetainSlots are the slot names of members the leader still keeps
 	// although their key may have vanished (member_slots_ttl, spec §10).
 	RetainSlots []string

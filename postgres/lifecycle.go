@@ -551,6 +551,17 @@ func (m *Manager) checkpoint(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
+// Checkpoint runs CHECKPOINT on a fresh connection without statement
+// timeout; ctx bounds it. The HA loop runs it after a promotion
+// (spec/ha-loop.md §7.3) so pg_rewind on the old primary sees the new
+// timeline in pg_control.
+func (m *Manager) Checkpoint(ctx context.Context) error {
+	if err := m.checkpoint(ctx, time.Hour); err != nil {
+		return fmt.Errorf("postgres: checkpoint: %w", err)
+	}
+	return nil
+}
+
 // Restart stops (fast, with checkpoint) and starts the server in the same
 // role, firing on_restart only (spec/postgres.md §4.3).
 func (m *Manager) Restart(ctx context.Context, up *Upstream) error {

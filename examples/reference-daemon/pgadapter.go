@@ -537,3 +537,11 @@ func (p *pgAdapter) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, na
 	}
 	return nil
 }
+
+// Checkpoint runs the post-promote CHECKPOINT (spec/ha-loop.md §7.3).
+func (p *pgAdapter) Checkpoint(ctx context.Context) error {
+	if err := p.m.Checkpoint(ctx); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}

@@ -362,3 +362,12 @@ func (p *PG) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []s
 	slices.Sort(p.Logical)
 	return nil
 }
+
+// Checkpoint is a no-op: the simulation has no pg_control.
+func (p *PG) Checkpoint(ctx context.Context) error {
+	defer p.w.lock()()
+	if !p.Running {
+		return errNotRunning
+	}
+	return nil
+}
