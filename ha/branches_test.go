@@ -413,3 +413,133 @@ func TestPostPromoteCheckpoint(t *testing.T) {
 	}).o)
 	require.Equal(t, "Waiting for checkpoint on n1 before rewind", d.Message)
 }
+
+func TestFailoverLimitation(t *testing.T) {
+	sw := func(o *Observation) {
+		o.Cluster.Failover = &dcs.Failover{Leader: "n1", Version: "9"}
+	}
+	// spec ha-loop §0 failover_limitation, §5.4: unreachable, nofailover
+	// and watchdog_failed peers are no candidates: the switchover is
+	// refused and the request cleared.
+	d := Decide(newWorld("n1", "n1").with(sw).with(func(o *Observation) {
+		o.Peers = map[string]PeerStatus{"n2": {Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1, WatchdogFailed: true}, "n3": {}}
+	}).o)
+	require.Equal(t, []Action{UpdateLeader{}, ClearFailover{Version: "9"}}, d.Actions)
+	d = Decide(newWorld("n1", "n1").with(sw).with(func(o *Observation) {
+		o.Peers = map[string]PeerStatus{"n2": {Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1, NoFailover: true}}
+	}).o)
+	require.Equal(t, []Action{UpdateLeader{}, ClearFailover{Version: "9"}}, d.Actions)
+	// spec ha-loop §5.4: a healthy candidate within the lag limit: demote.
+	d = Decide(newWorld("n1", "n1").with(sw).with(func(o *Observation) {
+		o.Peers = map[string]PeerStatus{"n2": {Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1}}
+	}).o)
+	require.Equal(t, []Action{UpdateLeader{}, Demote{Mode: DemoteGraceful}}, d.Actions)
+	require.Equal(t, "switchover: demoting myself", d.Message)
+	// spec ha-loop §5.4: too far behind the leader's position.
+	d = Decide(newWorld("n1", "n1").with(sw).with(func(o *Observation) {
+		o.Peers = map[string]PeerStatus{"n2": {Reachable: true, InRecovery: true, LSN: 0x1000000, Timeline: 1}}
+	}).o)
+	require.Equal(t, []Action{UpdateLeader{}, ClearFailover{Version: "9"}}, d.Actions)
+}
+
+func TestFailoverPossibleQuorum(t *testing.T) {
+	// spec ha-loop §5.4, review note: in active quorum mode a failover
+	// needs /sync.quorum + 1 good candidates.
+	w := func(peers map[string]PeerStatus) Observation {
+		return newWorld("n1", "n1").with(func(o *Observation) {
+			o.Cluster.Config.Data["synchronous_mode"] = "quorum"
+			o.Cluster.Sync = &dcs.SyncState{Leader: "n1", Standbys: []string{"n2", "n3"}, Quorum: 1, Version: "5"}
+			o.PG.SyncStandbyNames, o.PG.SyncNum = []string{"n2", "n3"}, 1
+			o.Cluster.Failover = &dcs.Failover{Leader: "n1", Version: "9"}
+			o.Peers = peers
+		}).o
+	}
+	good := PeerStatus{Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1}
+	d := Decide(w(map[string]PeerStatus{"n2": good, "n3": {}}))
+	require.NotContains(t, d.Actions, Action(Demote{Mode: DemoteGraceful}), d.String())
+	d = Decide(w(map[string]PeerStatus{"n2": good, "n3": good}))
+	require.Contains(t, d.Actions, Action(Demote{Mode: DemoteGraceful}), d.String())
+}
+
+func TestPauseSwitchover(t *testing.T) {
+	paused := func(candidate string) Observation {
+		return newWorld("n1", "n1").with(func(o *Observation) {
+			o.Cluster.Config.Data["pause"] = true
+			o.Cluster.Failover = &dcs.Failover{Leader: "n1", Candidate: candidate, Version: "9"}
+			o.Peers = peersAll(PeerStatus{Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1}, "n2", "n3")
+		}).o
+	}
+	// spec ha-loop §5.5: in pause only a switchover to a named candidate.
+	d := Decide(paused(""))
+	require.Equal(t, []Action{UpdateLeader{}, ClearFailover{Version: "9"}}, d.Actions)
+	d = Decide(paused("n2"))
+	require.Equal(t, []Action{UpdateLeader{}, Demote{Mode: DemoteGraceful}}, d.Actions)
+	require.Equal(t, "PAUSE: switchover: demoting myself", d.Message)
+	// spec ha-loop §5.5, §3.2 step 2: the named candidate takes the lock
+	// in pause; the request is rewritten without the old leader (§3.3).
+	d = Decide(newWorld("n2", "").with(func(o *Observation) {
+		o.Cluster.Config.Data["pause"] = true
+		o.Cluster.Failover = &dcs.Failover{Leader: "n1", Candidate: "n2", Version: "9"}
+	}).o)
+	require.Equal(t, []Action{AcquireLeader{}, RewriteFailover{Candidate: "n2", Version: "9"}, Promote{}}, d.Actions)
+}
+
+func TestDemoteModes(t *testing.T) {
+	// spec ha-loop §6.1: the modes that release the leader key.
+	for m, want := range map[DemoteMode]bool{DemoteGraceful: true, DemoteImmediate: true, DemoteImmediateNoLock: false, DemoteOffline: false, DemoteCluster: false} {
+		require.Equal(t, want, m.ReleasesLock(), m.String())
+	}
+	require.Equal(t, "immediate-nolock", DemoteImmediateNoLock.String())
+	// spec ha-loop §6.1: lock lost -> immediate-nolock; DCS lost ->
+	// offline; standby_cluster added -> demote-cluster.
+	require.Equal(t, []Action{Demote{Mode: DemoteImmediateNoLock}}, Decide(newWorld("n1", "n1").with(func(o *Observation) {
+		o.Failure = &Failure{Action: UpdateLeader{}}
+	}).o).Actions)
+	require.Equal(t, []Action{Demote{Mode: DemoteOffline}}, Decide(newWorld("n1", "n1").with(func(o *Observation) {
+		o.Cluster, o.DCSError = nil, true
+	}).o).Actions)
+	require.Equal(t, []Action{UpdateLeader{}, Demote{Mode: DemoteCluster, Upstream: "remote"}}, Decide(newWorld("n1", "n1").with(func(o *Observation) {
+		o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+	}).o).Actions)
+}
+
+func TestRolesAndStates(t *testing.T) {
+	tests := []struct {
+		name, role, state string
+		w                 *world
+	}{
+		{"primary", "primary", "running", newWorld("n1", "n1")},
+		{"replica", "replica", "running", newWorld("n2", "n1")},
+		{"uninitialized", "uninitialized", "stopped", newWorld("n2", "n1").with(func(o *Observation) {
+			o.PG = PGState{DataDir: DataEmpty, CleanShutdown: true}
+		})},
+		{"promoted", "promoted", "running", newWorld("n1", "n1").with(func(o *Observation) {
+			o.PG.Primary = false
+			o.Op = Operation{Kind: OpPromote, Running: true}
+		})},
+		{"standby_leader", "standby_leader", "running", newWorld("n1", "n1").with(func(o *Observation) {
+			o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+			o.PG.Primary, o.PG.Upstream = false, "remote"
+		})},
+		{"demoted", "demoted", "running", newWorld("n2", "n1").with(func(o *Observation) { o.PG.Primary = true })},
+		{"creating replica", "replica", "creating replica", newWorld("n2", "n1").with(func(o *Observation) {
+			o.Op = Operation{Kind: OpReinit, Running: true}
+		})},
+		{"restarting", "replica", "restarting", newWorld("n2", "n1").with(func(o *Observation) {
+			o.Op = Operation{Kind: OpRestart, Running: true}
+		})},
+		{"crashed", "replica", "crashed", newWorld("n2", "n1").with(func(o *Observation) {
+			o.PG.Running, o.PG.CleanShutdown = false, false
+		})},
+		{"stopped", "replica", "stopped", newWorld("n2", "n1").with(func(o *Observation) { o.PG.Running = false })},
+		{"starting", "replica", "starting", newWorld("n2", "n1").with(func(o *Observation) { o.PG.Starting = true })},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// spec ha-loop §17: role and state strings.
+			d := Decide(tc.w.o)
+			require.Equal(t, tc.role, d.Role, d.String())
+			require.Equal(t, tc.state, d.State, d.String())
+		})
+	}
+}

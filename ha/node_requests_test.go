@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/ha"
 	"github.com/pgwarden/pgwarden/ha/internal/sim"
 )
@@ -179,4 +180,31 @@ func TestNodeFailsafeHeartbeat(t *testing.T) {
 	_, err = leader.Node.Failsafe(t.Context(), ha.FailsafeHeartbeat{Name: r.Name})
 	require.ErrorIs(t, err, ha.ErrRunningAsLeader)
 	_ = w
+}
+
+// TestSwitchoverRejoin checks spec ha-loop §5.1-§5.2: the leader demotes
+// gracefully and releases the key, the candidate takes it, and the old
+// leader rejoins as a streaming replica of the new one.
+func TestSwitchoverRejoin(t *testing.T) {
+	w, leader, r := quiet(t, "off")
+	w.DCS.SetFailoverKey(&dcs.Failover{Leader: leader.Name, Candidate: r.Name})
+	w.Advance(15 * time.Second)
+	require.Equal(t, r.Name, w.DCS.Leader())
+	require.Nil(t, w.DCS.Failover(), "the new leader cleared the request")
+	p := leader.PG
+	require.True(t, p.Running && !p.Primary && p.Streaming && p.Upstream == r.Name, "old leader streams from %s: %+v", r.Name, p)
+	require.Empty(t, w.Violations)
+}
+
+// TestShutdownLeavesSync checks spec ha-loop §15 with §7.6: a synchronous
+// standby that shuts down publishes nosync first, and its Postgres stops.
+func TestShutdownLeavesSync(t *testing.T) {
+	w, _, r := quiet(t, "on")
+	require.True(t, w.DCS.Sync().Matches(r.Name))
+	w.Shutdown(r)
+	require.True(t, w.DCS.Member(r.Name).NoSync(), "nosync published before the stop")
+	require.False(t, r.PG.Running)
+	w.Advance(10 * time.Second)
+	require.False(t, w.DCS.Sync().Matches(r.Name), "the primary dropped it from /sync")
+	require.Empty(t, w.Violations)
 }

@@ -14,7 +14,13 @@ import (
 func quantiles(ds []time.Duration) string {
 	slices.Sort(ds)
 	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))] }
-	return fmt.Sprintf("n=%d min=%s p50=%s p90=%s p99=%s max=%s", len(ds), ds[0], q(0.5), q(0.9), q(0.99), ds[len(ds)-1])
+	within := 0
+	for _, d := range ds {
+		if d <= time.Second {
+			within++
+		}
+	}
+	return fmt.Sprintf("n=%d min=%s p50=%s p90=%s p99=%s max=%s within 1s=%.1f%%", len(ds), ds[0], q(0.5), q(0.9), q(0.99), ds[len(ds)-1], 100*float64(within)/float64(len(ds)))
 }
 
 // TestTiming measures, in the simulation, the time from a leader crash to
