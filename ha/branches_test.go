@@ -232,17 +232,17 @@ func TestReinitializeRequest(t *testing.T) {
 	}{
 		{
 			// spec ha-loop §9.3: clone again from the leader.
-			name:    "replica", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{})),
+			name: "replica", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{})),
 			actions: []Action{Reinit{Leader: "n1"}},
 		},
 		{
 			// spec ha-loop §9.3: refused on the lock holder.
-			name:    "leader", w: newWorld("n1", "n1").with(reinitReq(ReinitializeRequest{})),
+			name: "leader", w: newWorld("n1", "n1").with(reinitReq(ReinitializeRequest{})),
 			actions: []Action{UpdateLeader{}, Refuse{Err: ErrIsLeader}},
 		},
 		{
 			// spec ha-loop §9.3: refused without a leader.
-			name:    "no leader", w: newWorld("n2", "").with(reinitReq(ReinitializeRequest{})),
+			name: "no leader", w: newWorld("n2", "").with(reinitReq(ReinitializeRequest{})),
 			actions: []Action{ProbePeers{}, Refuse{Err: ErrNoLeader}},
 		},
 		{
