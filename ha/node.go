@@ -265,6 +265,10 @@ type Node struct {
 	// while this node held the lock (member_slots_ttl, spec §10).
 	slotSeen map[string]time.Time
 	retain   []string
+	// settingsCache holds effective(cfg, settingsFor).
+	settingsCache Settings
+	settingsFor   *dcs.ClusterConfig
+	settingsOK    bool
 }
 
 // Post-promote checkpoint states (spec §7.3).
@@ -345,7 +349,14 @@ func (n *Node) CanAcceptWrites(now time.Time) bool {
 	return n.lease.Held && now.Before(n.lease.ValidUntil(n.cfg.SafetyMargin))
 }
 
-func (n *Node) settings() Settings { return effective(n.cfg, n.lastConfig) }
+// settings returns the effective settings for the last valid dynamic
+// configuration, computed once per configuration (loop goroutine).
+func (n *Node) settings() Settings {
+	if n.settingsFor != n.lastConfig || !n.settingsOK {
+		n.settingsCache, n.settingsFor, n.settingsOK = effective(n.cfg, n.lastConfig), n.lastConfig, true
+	}
+	return n.settingsCache
+}
 
 // refreshing is called before every call that refreshes this member's
 // lease (TouchMember, AcquireLeader, TakeLeader, UpdateLeader), whatever

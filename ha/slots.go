@@ -90,7 +90,7 @@ func (x *cycle) permanentSlots() map[string]permanentSlot {
 		return nil
 	}
 	slots, ok := x.c.Config.Data["slots"].(map[string]any)
-	if !ok {
+	if !ok || len(slots) == 0 {
 		return nil
 	}
 	members := map[string]bool{}
