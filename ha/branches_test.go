@@ -543,3 +543,20 @@ func TestRolesAndStates(t *testing.T) {
 		})
 	}
 }
+
+func TestRestartTimeout(t *testing.T) {
+	// spec ha-loop §9.1, §2 step 6: a leader's restart that outlasts the
+	// request's timeout is given up when a failover is possible.
+	restarting := func(peers map[string]PeerStatus) Observation {
+		return newWorld("n1", "n1").with(func(o *Observation) {
+			o.PG.Running, o.PG.Primary, o.PG.WasPrimary = false, false, true
+			o.Op = Operation{Kind: OpRestart, Running: true, Started: t0.Add(-time.Minute), Timeout: 30 * time.Second}
+			o.Peers = peers
+		}).o
+	}
+	d := Decide(restarting(peersAll(PeerStatus{Reachable: true, InRecovery: true, LSN: 0x3000000, Timeline: 1}, "n2", "n3")))
+	require.Equal(t, []Action{CancelOp{}, Demote{Mode: DemoteImmediate}}, d.Actions)
+	require.Equal(t, "stopped PostgreSQL because of startup timeout", d.Message)
+	d = Decide(restarting(map[string]PeerStatus{}))
+	require.Equal(t, "primary start has timed out, but continuing to wait because failover is not possible", d.Message)
+}

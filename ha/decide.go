@@ -263,10 +263,15 @@ func (x *cycle) arm() ArmWatchdog { return ArmWatchdog{Timeout: x.s.WatchdogTime
 
 func (x *cycle) decideBusy() Decision {
 	op := x.o.Op.Kind
-	if x.hasLock() && !x.failed(UpdateLeader{}) && (op == OpStart || op == OpCrashRecovery) && x.pg.WasPrimary && !x.s.Paused {
+	if x.hasLock() && !x.failed(UpdateLeader{}) && (op == OpStart || op == OpCrashRecovery || op == OpRestart) && x.pg.WasPrimary && !x.s.Paused {
 		// §2 steps 5-6: a primary that does not come back within
-		// primary_start_timeout is given up when a failover is possible.
-		if elapsed := x.o.Now.Sub(x.o.Op.Started); elapsed > x.s.PrimaryStartTimeout {
+		// primary_start_timeout (or the restart request's timeout, §9.1)
+		// is given up when a failover is possible.
+		timeout := x.s.PrimaryStartTimeout
+		if x.o.Op.Timeout > 0 {
+			timeout = x.o.Op.Timeout
+		}
+		if elapsed := x.o.Now.Sub(x.o.Op.Started); elapsed > timeout {
 			if x.o.Peers == nil {
 				return Decision{Actions: []Action{ProbePeers{}}, Message: "asking peers before giving up the start"}
 			}
@@ -284,7 +289,7 @@ func (x *cycle) decideBusy() Decision {
 		} else if op == OpStart {
 			return Decision{
 				Actions: []Action{UpdateLeader{Failsafe: x.s.FailsafeMode}},
-				Message: msg("PostgreSQL is still starting up, %d seconds until timeout", int((x.s.PrimaryStartTimeout - elapsed).Seconds())),
+				Message: msg("PostgreSQL is still starting up, %d seconds until timeout", int((timeout - elapsed).Seconds())),
 			}
 		}
 	}

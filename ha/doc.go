@@ -38,6 +38,14 @@
 //     down cleanly: unless paused, Postgres is stopped and the leader key
 //     released at once, so a replica takes over without waiting for ttl.
 //
+//  4. Hand the REST API's requests to the Node: Restart, ScheduleRestart,
+//     CancelScheduledRestart, Reinitialize and Failsafe (POST /restart,
+//     DELETE /restart, POST /reinitialize, POST /failsafe) queue work for
+//     the loop, so Decide sees each request and every rule of the cycle
+//     (lease, sync duty, pause) applies; Wake after a config or failover
+//     write. Refusals are ErrRestartConditions, ErrNoLeader, ErrIsLeader,
+//     ErrRunningAsLeader or a *BusyError.
+//
 // Safety rules enforced here:
 //
 //   - A node may accept writes only while it holds the leader key and its
