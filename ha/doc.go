@@ -31,9 +31,11 @@
 //
 //  1. Implement Postgres (package postgres does) and Peers (package api's
 //     client does) and open a dcs.Store for the member.
+//
 //  2. Fill a Config from DefaultConfig: Name, Tags and the timing values.
 //     The dynamic "config" key overrides ttl, loop_wait, retry_timeout,
 //     maximum_lag_on_failover, synchronous_mode and pause every cycle.
+//
 //  3. New(Options{...}) and Run(ctx) in a goroutine. Cancelling ctx shuts
 //     down cleanly: unless paused, Postgres is stopped and the leader key
 //     released at once, so a replica takes over without waiting for ttl.
