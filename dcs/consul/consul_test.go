@@ -160,7 +160,7 @@ func TestWatchLatency(t *testing.T) {
 		}
 		return nil
 	})
-	drain(watcher.Changes())
+	dcstest.Drain(watcher.Changes(), 50*time.Millisecond)
 
 	before := watcher.readThroughs.Load()
 	for range 100 {
@@ -173,7 +173,7 @@ func TestWatchLatency(t *testing.T) {
 	var lat []time.Duration
 	var prev dcs.Version
 	for i := range rounds {
-		drain(watcher.Changes())
+		dcstest.Drain(watcher.Changes(), 50*time.Millisecond)
 		start := time.Now()
 		v, err := writer.SetFailover(callCtx(t, 5*time.Second), &dcs.Failover{Candidate: fmt.Sprintf("m%d", i)}, prev)
 		require.NoError(t, err)
@@ -200,16 +200,6 @@ func TestWatchLatency(t *testing.T) {
 func BenchmarkWakeLatency(b *testing.B) {
 	agent := testutil.StartConsul(b)
 	dcstest.MeasureWake(b, openStore(b, agent.Addr(), "wake", "writer"), openStore(b, agent.Addr(), "wake", "waiter"))
-}
-
-func drain(ch <-chan struct{}) {
-	for {
-		select {
-		case <-ch:
-		case <-time.After(50 * time.Millisecond):
-			return
-		}
-	}
 }
 
 // spec/dcs-layout.md §6 and store.go "Liveness": when the leader's process

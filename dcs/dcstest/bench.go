@@ -29,7 +29,7 @@ func MeasureWake(b *testing.B, writer, waiter dcs.Store) {
 	lat := make([]time.Duration, 0, b.N)
 	for i := range b.N {
 		b.StopTimer()
-		drain(ch, 50*time.Millisecond)
+		Drain(ch, 50*time.Millisecond)
 		b.StartTimer()
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
@@ -52,8 +52,10 @@ func MeasureWake(b *testing.B, writer, waiter dcs.Store) {
 	b.ReportMetric(ms(lat[len(lat)-1]), "wake-max-ms")
 }
 
-// drain empties ch until it stays quiet for quiet.
-func drain(ch <-chan struct{}, quiet time.Duration) {
+// Drain empties a Changes channel until it stays quiet for quiet, so that
+// a test then sees only the wake-ups of later changes (watch events of
+// real backends arrive asynchronously).
+func Drain(ch <-chan struct{}, quiet time.Duration) {
 	for {
 		select {
 		case <-ch:

@@ -234,7 +234,7 @@ func (s *suite) settle(ch <-chan struct{}) {
 	if s.h.Advance != nil {
 		quiet = 20 * time.Millisecond
 	}
-	drain(ch, quiet)
+	Drain(ch, quiet)
 }
 
 // requireWake fails unless ch fires within the watch latency.

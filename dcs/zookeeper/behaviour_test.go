@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/dcs/dcstest"
 	"github.com/pgwarden/pgwarden/internal/testutil"
 )
 
@@ -106,7 +107,7 @@ func TestLeaderExpiryAndWake(t *testing.T) {
 	c, err := b.Cluster(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, "a", c.Leader.Name)
-	drain(b.Changes(), 300*time.Millisecond)
+	dcstest.Drain(b.Changes(), 300*time.Millisecond)
 
 	leaderPath := Prefix("", scope) + "/leader"
 	ok, _, gone, err := raw.ExistsW(leaderPath)
@@ -129,7 +130,7 @@ func TestLeaderExpiryAndWake(t *testing.T) {
 		}
 	})
 	time.Sleep(time.Second)
-	drain(b.Changes(), 100*time.Millisecond)
+	dcstest.Drain(b.Changes(), 100*time.Millisecond)
 	woke := make(chan time.Time, 1)
 	go func() {
 		select {
@@ -165,16 +166,6 @@ func TestLeaderExpiryAndWake(t *testing.T) {
 	require.False(t, c.IsLocked())
 	require.Nil(t, c.Member("a"), "§7: the member znode went with the session")
 	require.NoError(t, b.AcquireLeader(t.Context()))
-}
-
-func drain(ch <-chan struct{}, quiet time.Duration) {
-	for {
-		select {
-		case <-ch:
-		case <-time.After(quiet):
-			return
-		}
-	}
 }
 
 // TestRestart stops ZooKeeper for 5 s: calls fail with ErrUnavailable by

@@ -8,12 +8,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,9 +59,9 @@ type KubeAPIServer struct {
 	Port int
 	// Token is the bearer token of a system:masters user.
 	Token string
-	// CACert is the PEM of the serving certificate (self-signed).
+	// CACert is the PEM of the CA that signed the serving certificate.
 	CACert []byte
-	// Dir holds the certificates, keys, token file and log.
+	// Dir holds the service account keys, the token file and the log.
 	Dir string
 
 	bin  string
@@ -100,7 +97,9 @@ func StartKubeAPIServer(t testing.TB) *KubeAPIServer {
 	bin := RequireBinary(t, KubeAPIServerBinary(), KubeInstallHint)
 	etcd := StartEtcdProcess(t)
 	k := &KubeAPIServer{Port: FreePort(t), Token: "pgwarden-test-token", Dir: t.TempDir(), bin: bin, etcd: etcd}
-	if err := k.prepare(); err != nil {
+	ca := NewTestCA(t, "pgwarden-test-apiserver CA")
+	serving := ca.IssueCert("pgwarden-test-apiserver", "127.0.0.1", "localhost", "kubernetes.default.svc")
+	if err := k.prepare(ca.CertFile, serving); err != nil {
 		t.Fatalf("testutil: kube-apiserver files: %v", err)
 	}
 	t.Cleanup(k.Close)
@@ -110,10 +109,11 @@ func StartKubeAPIServer(t testing.TB) *KubeAPIServer {
 	return k
 }
 
-// prepare writes the serving certificate, the service account key pair
-// and the token file, and builds the argument list.
-func (k *KubeAPIServer) prepare() error {
-	certPEM, keyPEM, err := selfSigned()
+// prepare writes the service account key pair and the token file, and
+// builds the argument list with the serving certificate signed by the CA
+// in caFile.
+func (k *KubeAPIServer) prepare(caFile string, serving Cert) error {
+	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
 		return err
 	}
@@ -130,24 +130,22 @@ func (k *KubeAPIServer) prepare() error {
 		return err
 	}
 	files := map[string][]byte{
-		"serving.crt": certPEM,
-		"serving.key": keyPEM,
-		"sa.key":      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER}),
-		"sa.pub":      pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
-		"tokens.csv":  []byte(k.Token + `,pgwarden-admin,pgwarden-admin-uid,"system:masters"` + "\n"),
+		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER}),
+		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
+		"tokens.csv": []byte(k.Token + `,pgwarden-admin,pgwarden-admin-uid,"system:masters"` + "\n"),
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(k.Dir, name), b, 0o600); err != nil {
 			return err
 		}
 	}
-	k.CACert = certPEM
+	k.CACert = caPEM
 	p := func(name string) string { return filepath.Join(k.Dir, name) }
 	k.args = []string{
 		"--etcd-servers=" + k.etcd.Endpoint(),
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(k.Port),
-		"--tls-cert-file=" + p("serving.crt"), "--tls-private-key-file=" + p("serving.key"),
+		"--tls-cert-file=" + serving.CertFile, "--tls-private-key-file=" + serving.KeyFile,
 		"--token-auth-file=" + p("tokens.csv"), "--anonymous-auth=false",
 		"--authorization-mode=AlwaysAllow",
 		"--service-account-issuer=" + k.Host(),
@@ -165,40 +163,6 @@ func (k *KubeAPIServer) prepare() error {
 		"--profiling=false", "--v=0",
 	}
 	return nil
-}
-
-// selfSigned returns a P-256 certificate for 127.0.0.1 and localhost.
-func selfSigned() (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "pgwarden-test-apiserver"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:              []string{"localhost", "kubernetes.default.svc"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // Start starts the API server process (again, after Stop) on the same
