@@ -250,6 +250,34 @@ func (s *Store) syncCache(ctx context.Context) bool {
 
 // reload does one range read of the prefix and resets the cache from it.
 func (s *Store) reload(ctx context.Context) (int64, error) {
+	// etcd hands a write's event to watchers just before the write's
+	// transaction ends, so a range read sent right after that event can
+	// still show the previous revision on a healthy member. A read behind
+	// by that much is retried briefly before the member counts as lagging.
+	for attempt := 1; ; attempt++ {
+		rev, err := s.reloadOnce(ctx)
+		if err == nil || !errors.Is(err, errStale) || attempt == staleRetries {
+			return rev, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-s.clock.After(staleRetryDelay):
+		}
+	}
+}
+
+// staleRetries and staleRetryDelay bound reload's retries of a read that
+// is behind a revision already seen: 5 x 20 ms covers the few
+// milliseconds between an event and the end of its write transaction,
+// even on a loaded machine, while a really lagging member still fails
+// within 0.1 s.
+const (
+	staleRetries    = 5
+	staleRetryDelay = 20 * time.Millisecond
+)
+
+func (s *Store) reloadOnce(ctx context.Context) (int64, error) {
 	resp, err := s.client.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return 0, err
