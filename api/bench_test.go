@@ -64,7 +64,8 @@ func BenchmarkFloorNetHTTP16Clients(b *testing.B) {
 // Go's network poller and the kernel's TCP connection setup and teardown
 // cost on their own.
 func BenchmarkFloorRawTCP16Clients(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lc := net.ListenConfig{KeepAlive: -1} // no per-connection setsockopt, as Serve
+	ln, err := lc.Listen(b.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}

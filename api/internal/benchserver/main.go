@@ -59,7 +59,8 @@ func run() error {
 		err = api.Serve(ctx, *listen, httpbench.FixedHandler{}, nil)
 	case "raw":
 		var ln net.Listener
-		if ln, err = net.Listen("tcp", *listen); err == nil {
+		lc := net.ListenConfig{KeepAlive: -1} // no per-connection setsockopt, as Serve
+		if ln, err = lc.Listen(ctx, "tcp", *listen); err == nil {
 			fmt.Printf("fixed 200 without net/http on %s\n", *listen)
 			err = httpbench.ServeFixed(ctx, ln)
 		}
