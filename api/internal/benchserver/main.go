@@ -6,7 +6,7 @@
 //	benchserver -mode api     -listen 127.0.0.1:18008   # the real handler via api.Serve
 //	benchserver -mode trivial -listen 127.0.0.1:18009   # net/http, fixed 200, no handler work
 //	benchserver -mode raw     -listen 127.0.0.1:18010   # accept, read, fixed 200, close: no net/http
-//	benchserver -mode load -addr 127.0.0.1:18008 -c 16 -n 100000 -path /primary
+//	benchserver -mode load -addr 127.0.0.1:18008 -c 16 -n 100000 -path /primary [-method OPTIONS]
 //
 // The server modes run until SIGINT or SIGTERM and then print the process's
 // CPU time.
@@ -46,6 +46,7 @@ func run() error {
 	workers := flag.Int("c", 16, "load mode: concurrent connections")
 	requests := flag.Int("n", 100000, "load mode: total requests")
 	path := flag.String("path", "/primary", "load mode: request path")
+	method := flag.String("method", "GET", "load mode: request method (GET, HEAD or OPTIONS)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,7 +66,7 @@ func run() error {
 			err = httpbench.ServeFixed(ctx, ln)
 		}
 	case "load":
-		return load(ctx, *addr, *path, *workers, *requests)
+		return load(ctx, *addr, *method, *path, *workers, *requests)
 	default:
 		return fmt.Errorf("-mode %q: want api, trivial, raw or load", *mode)
 	}
@@ -133,9 +134,9 @@ func primaryStatus(now time.Time) api.Status {
 
 // load runs the connection-per-request client and prints its figures and
 // its own CPU time per request.
-func load(ctx context.Context, addr, path string, workers, requests int) error {
+func load(ctx context.Context, addr, method, path string, workers, requests int) error {
 	cpu0 := cpuTime()
-	res, err := httpbench.Run(ctx, httpbench.Config{Addr: addr, Request: httpbench.GetRequest(path), Workers: workers, Requests: requests})
+	res, err := httpbench.Run(ctx, httpbench.Config{Addr: addr, Request: httpbench.NewRequest(method, path), Workers: workers, Requests: requests})
 	cpu := cpuTime() - cpu0
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

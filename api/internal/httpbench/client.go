@@ -31,8 +31,12 @@ type Config struct {
 
 // GetRequest returns a raw HTTP/1.1 GET of path that asks the server to
 // close the connection after the answer.
-func GetRequest(path string) []byte {
-	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: pgwarden-httpbench\r\nConnection: close\r\n\r\n", path)
+func GetRequest(path string) []byte { return NewRequest("GET", path) }
+
+// NewRequest returns a raw HTTP/1.1 request without a body (GET, HEAD,
+// OPTIONS) that asks the server to close the connection after the answer.
+func NewRequest(method, path string) []byte {
+	return fmt.Appendf(nil, "%s %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: pgwarden-httpbench\r\nConnection: close\r\n\r\n", method, path)
 }
 
 // Result is the outcome of a run.
