@@ -274,13 +274,22 @@ func (m *Manager) pidFileStatus(pid int) string {
 }
 
 // ping reports whether the server accepts connections: any answer other
-// than "starting up"/"shutting down" counts, like pg_isready's exit 0.
+// than "starting up"/"shutting down" counts, like pg_isready's exit 0. A
+// successful connection becomes the observation connection when there is
+// none, so the first State after a start does not connect again.
 func (m *Manager) ping(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	c, err := m.connect(ctx, m.cfg.Superuser, "ping", nil)
+	c, err := m.connect(ctx, m.cfg.Superuser, "heartbeat", nil)
 	if err == nil {
-		c.Close(ctx)
+		m.connMu.Lock()
+		if m.conn == nil || m.conn.IsClosed() {
+			m.conn, c = c, nil
+		}
+		m.connMu.Unlock()
+		if c != nil {
+			c.Close(ctx)
+		}
 		return true, nil
 	}
 	var pgErr *pgconn.PgError
