@@ -617,6 +617,10 @@ func (m *Manager) reload() error {
 	return nil
 }
 
+// repromoteAfter is how long a promotion may stay in recovery before the
+// promote request is repeated.
+const repromoteAfter = 500 * time.Millisecond
+
 // ErrPrePromoteFailed is returned when the pre_promote script exits
 // non-zero; the promotion is not attempted.
 var ErrPrePromoteFailed = errors.New("postgres: pre_promote script failed")
@@ -646,22 +650,37 @@ func (m *Manager) promote(ctx context.Context) error {
 			return fmt.Errorf("%w: %w", ErrPrePromoteFailed, err)
 		}
 	}
-	cmd, err := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("postgres: promote: %w", err)
+	request := func() error {
+		cmd, err := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		_, err = run(cmd)
+		return err
 	}
-	if _, err := run(cmd); err != nil {
+	if err := request(); err != nil {
 		return fmt.Errorf("postgres: promote: %w", err)
 	}
 	m.setRole(RolePromoted)
 	m.cfg.Callbacks.Fire(callbacks.OnRoleChange, string(RolePrimary))
 	deadline := time.Now().Add(m.cfg.PromoteTimeout)
+	asked := time.Now()
 	for {
 		in, err := m.inRecovery(ctx)
 		if err == nil && !in {
 			m.setRole(RolePrimary)
 			m.log.Info("postgres promoted", "role", RolePrimary)
 			return nil
+		}
+		// The startup process can take the request just as its WAL
+		// receiver dies (the old primary finished its shutdown) and then
+		// sleep wal_retrieve_retry_interval (5 s by default) before acting
+		// on it. Asking again wakes it; a request left over after the
+		// promotion is removed by the next postmaster start.
+		if err == nil && time.Since(asked) >= repromoteAfter {
+			asked = time.Now()
+			m.log.Debug("promote: still in recovery; asking again")
+			_ = request()
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("postgres: promote: still in recovery after %s (last error: %v)", m.cfg.PromoteTimeout, err)
