@@ -699,7 +699,14 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 	}
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if st, err := d.pg.State(qctx); err == nil && st.Running && st.Accepting {
+	// A stopped server has nothing to report here, and reading its
+	// pg_controldata is a process per refresh.
+	var st postgres.State
+	var err error
+	if d.pg.IsRunning() {
+		st, err = d.pg.State(qctx)
+	}
+	if err == nil && st.Running && st.Accepting {
 		s.QueryOK = true
 		s.PostmasterStartTime = st.PostmasterStart
 		s.Timeline = d.pga.replicaTimeline(st)
