@@ -151,6 +151,11 @@ type (
 	Refuse struct{ Err error }
 	// ClearScheduledRestart removes the scheduled restart (spec §9.2).
 	ClearScheduledRestart struct{}
+	// AdvanceSlots moves this replica's physical slots and logical copies
+	// (names comma-joined, sorted) forward to the leader's positions in
+	// /status.slots (SlotTargets), so they do not hold WAL back (spec §10
+	// steps 4, 6).
+	AdvanceSlots struct{ Physical, Logical string }
 	// Checkpoint runs the post-promote CHECKPOINT in the background
 	// (spec §7.3); until it is done the member key says
 	// checkpoint_after_promote: false.
@@ -196,6 +201,7 @@ func (LeaveSync) isAction()             {}
 func (Refuse) isAction()                {}
 func (ClearScheduledRestart) isAction() {}
 func (Checkpoint) isAction()            {}
+func (AdvanceSlots) isAction()          {}
 
 func (ProbePeers) String() string      { return "probe-peers" }
 func (ProbeFailsafe) String() string   { return "probe-failsafe" }
@@ -328,3 +334,6 @@ func (LeaveSync) String() string             { return "leave-sync" }
 func (a Refuse) String() string              { return "refuse: " + a.Err.Error() }
 func (ClearScheduledRestart) String() string { return "clear-scheduled-restart" }
 func (Checkpoint) String() string            { return "checkpoint" }
+func (a AdvanceSlots) String() string {
+	return "advance-slots [" + a.Physical + "] logical [" + a.Logical + "]"
+}

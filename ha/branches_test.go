@@ -324,7 +324,9 @@ func TestLogicalSlots(t *testing.T) {
 	require.Equal(t, "Copying logical slots [cdc] from the primary", d.Message)
 
 	// spec ha-loop §10: a replica keeps the copies it has.
-	d = Decide(newWorld("n2", "n1").with(logical).with(func(o *Observation) { o.PG.LogicalSlots = []string{"cdc"} }).o)
+	d = Decide(newWorld("n2", "n1").with(logical).with(func(o *Observation) {
+		o.PG.LogicalSlots, o.PG.SlotLSNs = []string{"cdc"}, map[string]dcs.LSN{"cdc": 0x2000000}
+	}).o)
 	require.Empty(t, d.Actions)
 
 	// spec ha-loop §10: a slot not in /status.slots is not copied yet.
@@ -559,4 +561,30 @@ func TestRestartTimeout(t *testing.T) {
 	require.Equal(t, "stopped PostgreSQL because of startup timeout", d.Message)
 	d = Decide(restarting(map[string]PeerStatus{}))
 	require.Equal(t, "primary start has timed out, but continuing to wait because failover is not possible", d.Message)
+}
+
+func TestAdvanceSlots(t *testing.T) {
+	w := func(f func(o *Observation)) Observation {
+		return newWorld("n2", "n1").with(func(o *Observation) {
+			o.Cluster.Config.Data["slots"] = map[string]any{"cdc": map[string]any{"type": "logical", "database": "app", "plugin": "pgoutput"}}
+			o.Cluster.Status.Slots = map[string]dcs.LSN{"n1": 0x3000000, "n3": 0x2800000, "cdc": 0x3100000}
+			o.PG.LogicalSlots = []string{"cdc"}
+			o.PG.ReplayLSN = 0x2F00000
+			o.PG.SlotLSNs = map[string]dcs.LSN{"n1": 0x1000000, "n3": 0x2800000, "cdc": 0x1000000}
+		}).with(f).o
+	}
+	// spec ha-loop §10 steps 4 and 6: a replica moves its slots to the
+	// leader's positions, logical ones no further than it replayed.
+	d := Decide(w(func(o *Observation) {}))
+	require.Equal(t, []Action{AdvanceSlots{Physical: "n1", Logical: "cdc"}}, d.Actions)
+	require.Equal(t, map[string]dcs.LSN{"n1": 0x2F00000, "cdc": 0x2F00000},
+		SlotTargets(map[string]dcs.LSN{"n1": 0x3000000, "n3": 0x2800000, "cdc": 0x3100000}, w(func(o *Observation) {}).PG, []string{"n1", "n3"}, []string{"cdc"}))
+	// spec ha-loop §10: nothing to do once they are there.
+	d = Decide(w(func(o *Observation) { o.PG.SlotLSNs = map[string]dcs.LSN{"n1": 0x2F00000, "n3": 0x2800000, "cdc": 0x2F00000} }))
+	require.Empty(t, d.Actions)
+	// spec ha-loop §10: the primary does not advance its own slots.
+	d = Decide(newWorld("n1", "n1").with(func(o *Observation) {
+		o.Cluster.Status.Slots = map[string]dcs.LSN{"n2": 0x3000000}
+	}).o)
+	require.Equal(t, []Action{UpdateLeader{}}, d.Actions)
 }

@@ -68,6 +68,10 @@ type Postgres interface {
 	CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error
 	// Checkpoint runs CHECKPOINT (after a promotion, spec/ha-loop.md §7.3).
 	Checkpoint(ctx context.Context) error
+	// AdvanceSlots moves existing replication slots forward to the given
+	// positions (pg_replication_slot_advance; spec/ha-loop.md §10). A slot
+	// in use or already further is left alone.
+	AdvanceSlots(ctx context.Context, to map[string]dcs.LSN) error
 }
 
 // GracefulStopper is optionally implemented by a Postgres whose fast stop
@@ -1021,6 +1025,12 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 		if reply := n.takeRequest(0); reply != nil {
 			reply <- a.Err
 		}
+	case AdvanceSlots:
+		if cl == nil {
+			return nil
+		}
+		to := SlotTargets(cl.Status.Slots, o.PG, splitNames(a.Physical), splitNames(a.Logical))
+		return wrap("advance slots", pg.AdvanceSlots(ctx, to))
 	case Checkpoint:
 		n.mu.Lock()
 		n.ckpt = ckptRunning
@@ -1121,6 +1131,13 @@ func (n *Node) demote(ctx context.Context, a Demote, cl *dcs.Cluster, o *Observa
 	}
 	n.runOp(ctx, OpStart, func(ctx context.Context) error { return pg.Start(ctx, false, up) })
 	return nil
+}
+
+func splitNames(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 func wrap(op string, err error) error {

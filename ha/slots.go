@@ -3,8 +3,11 @@ package ha
 import (
 	"fmt"
 	"regexp"
+	"maps"
 	"slices"
 	"strings"
+
+	"github.com/pgwarden/pgwarden/dcs"
 )
 
 // SlotName is the replication slot name of a member (spec/ha-loop.md §10):
@@ -205,6 +208,9 @@ func (x *cycle) addSlots(d *Decision) {
 		d.Actions = append(d.Actions, SyncSlots{Names: strings.Join(want, ","), Logical: joinLogical(keep)})
 	}
 	leader := x.leaderName()
+	if a, ok := x.advance(want, keepNames); ok && len(missing) == 0 {
+		d.Actions = append(d.Actions, a)
+	}
 	if len(missing) > 0 && !x.pg.Primary && leader != "" && leader != x.me {
 		names := make([]string, len(missing))
 		for i, l := range missing {
@@ -213,4 +219,45 @@ func (x *cycle) addSlots(d *Decision) {
 		d.Actions = append(d.Actions, CopyLogicalSlots{From: leader, Names: strings.Join(names, ",")})
 		d.Message = msg("Copying logical slots %v from the primary", names)
 	}
+}
+
+// advance is §10 steps 4 and 6 on a replica: move existing physical slots
+// and logical copies to the leader's positions in /status.slots (no
+// further than this node replayed), so they never hold WAL back
+// for longer than the leader's do. The action names the slots; Node
+// computes the same targets with SlotTargets (the positions change every
+// cycle, the decision should not).
+func (x *cycle) advance(physical, logical []string) (AdvanceSlots, bool) {
+	if x.pg.Primary || len(x.c.Status.Slots) == 0 || x.leaderName() == "" || x.leaderName() == x.me {
+		return AdvanceSlots{}, false
+	}
+	t := SlotTargets(x.c.Status.Slots, *x.pg, physical, logical)
+	if len(t) == 0 {
+		return AdvanceSlots{}, false
+	}
+	names := slices.Sorted(maps.Keys(t))
+	return AdvanceSlots{Physical: strings.Join(intersect(names, physical), ","), Logical: strings.Join(intersect(names, logical), ",")}, true
+}
+
+// SlotTargets returns the positions to advance this replica's existing
+// slots to: the leader's /status.slots, but no further than this node
+// replayed (Postgres clamps a standby's slots there). Slots already there
+// are left out.
+func SlotTargets(status map[string]dcs.LSN, pg PGState, physical, logical []string) map[string]dcs.LSN {
+	replay := pg.ReplayLSN
+	if replay == 0 {
+		replay = pg.LSN
+	}
+	out := map[string]dcs.LSN{}
+	for _, n := range physical {
+		if t, ok := status[n]; ok && containsFold(pg.Slots, n) && min(t, replay) > pg.SlotLSNs[n] {
+			out[n] = min(t, replay)
+		}
+	}
+	for _, n := range logical {
+		if t, ok := status[n]; ok && containsFold(pg.LogicalSlots, n) && min(t, replay) > pg.SlotLSNs[n] {
+			out[n] = min(t, replay)
+		}
+	}
+	return out
 }

@@ -562,3 +562,42 @@ func (p *pgAdapter) Checkpoint(ctx context.Context) error {
 	}
 	return nil
 }
+
+// AdvanceSlots moves a replica's slots forward (spec/ha-loop.md §10):
+// logical ones through postgres.Manager.AdvanceSlots, physical ones with
+// pg_replication_slot_advance, which Postgres clamps to what this node
+// replayed. Slots in use or already further are left alone.
+func (p *pgAdapter) AdvanceSlots(ctx context.Context, to map[string]dcs.LSN) error {
+	have, err := p.m.Slots(ctx)
+	if err != nil {
+		return fmt.Errorf("advance slots: %w", err)
+	}
+	logical := map[string]postgres.LSN{}
+	var errs []error
+	for _, s := range have {
+		target, ok := to[s.Name]
+		if !ok || s.Active {
+			continue
+		}
+		switch s.Type {
+		case "logical":
+			logical[s.Name] = target
+		case "physical":
+			if s.RestartLSN == 0 || s.RestartLSN >= target {
+				continue
+			}
+			if err := p.m.Exec(ctx, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", s.Name, target.String()); err != nil {
+				errs = append(errs, fmt.Errorf("advance slot %s to %s: %w", s.Name, target, err))
+			}
+		}
+	}
+	if len(logical) > 0 {
+		if err := p.m.AdvanceSlots(ctx, logical); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("advance slots: %w", err)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 
@@ -49,6 +50,7 @@ type PG struct {
 	SSNChanged  dcs.LSN
 	Slots       []string
 	Logical     []string
+	SlotLSN     map[string]dcs.LSN
 	// Restarts counts Restart calls, Clones CreateReplica calls.
 	Restarts, Clones int
 	// Pending reports a parameter change that needs a restart; Restart
@@ -118,7 +120,7 @@ func (p *PG) State(ctx context.Context) (ha.PGState, error) {
 		CleanShutdown: p.Clean, WasPrimary: p.WasPrimary, CanRewind: p.w.CanRewind,
 		SyncStandbyNames: slices.Clone(p.SSN), SyncNum: p.SSNNum, SyncPlaceholder: p.Placeholder,
 		SyncChangedLSN: p.SSNChanged, Slots: slices.Clone(p.Slots), LogicalSlots: slices.Clone(p.Logical),
-		PendingRestart: p.Running && p.Pending, ServerVersion: 150004,
+		PendingRestart: p.Running && p.Pending, ServerVersion: 150004, SlotLSNs: maps.Clone(p.SlotLSN),
 	}
 	if s.PendingRestart {
 		s.PendingRestartReason = map[string]dcs.PendingParam{"max_connections": {OldValue: "100", NewValue: "120"}}
@@ -368,6 +370,24 @@ func (p *PG) Checkpoint(ctx context.Context) error {
 	defer p.w.lock()()
 	if !p.Running {
 		return errNotRunning
+	}
+	return nil
+}
+
+// AdvanceSlots records the slots' new positions (never past this node's
+// own position, as Postgres clamps them).
+func (p *PG) AdvanceSlots(ctx context.Context, to map[string]dcs.LSN) error {
+	defer p.w.lock()()
+	if !p.Running {
+		return errNotRunning
+	}
+	if p.SlotLSN == nil {
+		p.SlotLSN = map[string]dcs.LSN{}
+	}
+	for n, l := range to {
+		if slices.Contains(p.Slots, n) || slices.Contains(p.Logical, n) {
+			p.SlotLSN[n] = max(p.SlotLSN[n], min(l, p.LSN))
+		}
 	}
 	return nil
 }
