@@ -580,7 +580,9 @@ func TestAdvanceSlots(t *testing.T) {
 	require.Equal(t, map[string]dcs.LSN{"n1": 0x2F00000, "cdc": 0x2F00000},
 		SlotTargets(map[string]dcs.LSN{"n1": 0x3000000, "n3": 0x2800000, "cdc": 0x3100000}, w(func(o *Observation) {}).PG, []string{"n1", "n3"}, []string{"cdc"}))
 	// spec ha-loop §10: nothing to do once they are there.
-	d = Decide(w(func(o *Observation) { o.PG.SlotLSNs = map[string]dcs.LSN{"n1": 0x2F00000, "n3": 0x2800000, "cdc": 0x2F00000} }))
+	d = Decide(w(func(o *Observation) {
+		o.PG.SlotLSNs = map[string]dcs.LSN{"n1": 0x2F00000, "n3": 0x2800000, "cdc": 0x2F00000}
+	}))
 	require.Empty(t, d.Actions)
 	// spec ha-loop §10: the primary does not advance its own slots.
 	d = Decide(newWorld("n1", "n1").with(func(o *Observation) {
