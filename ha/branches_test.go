@@ -590,3 +590,15 @@ func TestAdvanceSlots(t *testing.T) {
 	}).o)
 	require.Equal(t, []Action{UpdateLeader{}}, d.Actions)
 }
+
+func TestCrashRecoverySkippedAfterClone(t *testing.T) {
+	// spec ha-loop §6.3 step 4: a data directory with backup_label (a
+	// fresh clone of a running primary, pg_control "in production") starts
+	// as a replica without single-user crash recovery.
+	w := newWorld("n2", "n1").with(func(o *Observation) {
+		o.PG.Running, o.PG.CleanShutdown, o.PG.WasPrimary, o.PG.CanRewind = false, false, true, true
+	})
+	require.Equal(t, []Action{CrashRecovery{}}, Decide(w.o).Actions)
+	w.o.PG.BackupLabel = true
+	require.Equal(t, []Action{StartPostgres{Upstream: "n1"}}, Decide(w.o).Actions)
+}

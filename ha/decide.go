@@ -502,7 +502,7 @@ func (x *cycle) decideNotRunning() Decision {
 		acts = append(acts, DisarmWatchdog{})
 	}
 	// §6.3 step 4: unclean primary shutdown needs crash recovery first.
-	if x.pg.WasPrimary && crashed && (!x.c.IsLocked() || x.pg.CanRewind) {
+	if x.pg.WasPrimary && crashed && !x.pg.BackupLabel && (!x.c.IsLocked() || x.pg.CanRewind) {
 		acts = append(acts, CrashRecovery{})
 		return Decision{Actions: acts, Message: "doing crash recovery in a single user mode"}
 	}

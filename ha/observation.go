@@ -80,6 +80,10 @@ type PGState struct {
 	// physical slot, confirmed_flush_lsn of a logical one); a leader
 	// publishes them as /status.slots (spec/ha-loop.md §10).
 	SlotLSNs map[string]dcs.LSN
+	// BackupLabel reports a backup_label file in the data directory (a
+	// fresh clone): single-user crash recovery is skipped then (PG15+,
+	// spec/ha-loop.md §6.3 step 4).
+	BackupLabel bool
 	// ServerVersion is server_version_num (150004); 0 when unknown.
 	ServerVersion int
 	// PendingRestart reports postmaster-context parameters whose new value

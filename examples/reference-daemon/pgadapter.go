@@ -157,6 +157,11 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 			}
 		}
 	}
+	if !st.Running {
+		if _, err := os.Stat(filepath.Join(p.m.DataDir(), "backup_label")); err == nil {
+			out.BackupLabel = true
+		}
+	}
 	if c := st.Control; c != nil {
 		if out.SysID == "" {
 			out.SysID = c.SystemID
