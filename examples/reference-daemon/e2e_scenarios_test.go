@@ -272,8 +272,7 @@ func (w *ackWriter) count() int {
 	return len(w.acked)
 }
 
-// Stop ends the writer and returns the acknowledged ids and the error
-// that ended it.
+// Stop ends the writer and waits for it; result returns what it recorded.
 func (w *ackWriter) Stop() {
 	w.cancel()
 	<-w.done
@@ -780,8 +779,8 @@ func startHAProxy(t *testing.T, cfg string) {
 	})
 }
 
-// serverPort returns the port of the Postgres a client reached through
-// port (inet_server_port of the session) after writing a row, so a
+// writeThrough connects to port (HAProxy's primary port), writes row v and
+// returns the port of the Postgres it reached (inet_server_port); a
 // replica reached by mistake fails the write.
 func writeThrough(ctx context.Context, port, v int) (int, error) {
 	c, err := pgConnect(ctx, port)
