@@ -168,14 +168,6 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 		}
 		out.CleanShutdown = c.CleanShutdown()
 		out.WasPrimary = c.State == "in production" || (c.State == "shut down" && !st.StandbySignal)
-		if out.WasPrimary && !out.CleanShutdown && !st.Running && p.freshBaseBackup() {
-			// A clone not started yet carries its source's pg_control
-			// ("in production") next to a backup_label: it is no crashed
-			// primary, and single-user crash recovery would skip it, so
-			// it starts as a replica (the loop would otherwise ask for
-			// crash recovery forever).
-			out.WasPrimary = false
-		}
 		if out.Timeline == 0 {
 			out.Timeline = c.CheckpointTimeline
 		}
@@ -425,13 +417,6 @@ func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {
 		return fmt.Errorf("rewind: %w", err)
 	}
 	return nil
-}
-
-// freshBaseBackup reports whether the data directory holds a backup_label:
-// a base backup that has not been started yet.
-func (p *pgAdapter) freshBaseBackup() bool {
-	_, err := os.Stat(filepath.Join(p.m.DataDir(), "backup_label"))
-	return err == nil
 }
 
 // RemoveDataDir implements ha.DataDirRemover (reinitialize).
