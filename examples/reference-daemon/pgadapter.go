@@ -31,9 +31,13 @@ type pgAdapter struct {
 	// syncChangedLSN is the WAL position when synchronous_standby_names was
 	// last changed; guarded by mu.
 	syncChangedLSN dcs.LSN
-	// canRewind caches the result of the pg_rewind prerequisites check.
-	canRewind *bool
-	useRewind bool
+	// canRewind caches the result of the pg_rewind prerequisites check
+	// for the postmaster started at canRewindPM (zero: stopped); guarded
+	// by mu. It is dropped while the data directory is empty, so a check
+	// made before a clone or initdb is never reused after it.
+	canRewind   *bool
+	canRewindPM time.Time
+	useRewind   bool
 
 	// tlPostmaster and tlSeen remember the highest timeline observed in
 	// recovery for one postmaster incarnation; guarded by mu. See
@@ -181,7 +185,7 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 	p.mu.Lock()
 	out.SyncChangedLSN = p.syncChangedLSN
 	p.mu.Unlock()
-	out.CanRewind = p.rewindPossible(ctx)
+	out.CanRewind = p.rewindPossible(ctx, out.DataDir == ha.DataPresent, st.PostmasterStart)
 	return out, nil
 }
 
@@ -204,20 +208,34 @@ func (p *pgAdapter) serverVersion(ctx context.Context, pmStart time.Time) int {
 	return v
 }
 
-func (p *pgAdapter) rewindPossible(ctx context.Context) bool {
+// rewindPossible reports whether pg_rewind could run (use_pg_rewind, the
+// binary, wal_log_hints or checksums in pg_control). The answer depends on
+// the data directory, so it is cached per postmaster incarnation and only
+// while a data directory exists; a "no" for a stopped server is not cached
+// (pg_control may be mid-clone). A node that first looked before its clone
+// must look again once the clone is there: caching that first "no" left a
+// replica that needed a rewind after a failover stuck, never streaming.
+func (p *pgAdapter) rewindPossible(ctx context.Context, initialized bool, pmStart time.Time) bool {
 	if !p.useRewind {
 		return false
 	}
 	p.mu.Lock()
-	c := p.canRewind
+	if !initialized {
+		p.canRewind = nil
+		p.mu.Unlock()
+		return false
+	}
+	c, at := p.canRewind, p.canRewindPM
 	p.mu.Unlock()
-	if c != nil {
+	if c != nil && at.Equal(pmStart) {
 		return *c
 	}
 	ok := p.m.CanRewind(ctx) == nil
-	p.mu.Lock()
-	p.canRewind = &ok
-	p.mu.Unlock()
+	if ok || !pmStart.IsZero() {
+		p.mu.Lock()
+		p.canRewind, p.canRewindPM = &ok, pmStart
+		p.mu.Unlock()
+	}
 	return ok
 }
 
