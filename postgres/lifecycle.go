@@ -650,13 +650,26 @@ func (m *Manager) promote(ctx context.Context) error {
 			return fmt.Errorf("%w: %w", ErrPrePromoteFailed, err)
 		}
 	}
+	// pg_promote(false) asks over the open connection what
+	// "pg_ctl promote -W" asks from a new process (the promote signal file
+	// and SIGUSR1 to the postmaster), without the cost of starting one in
+	// the middle of a switchover. pg_ctl remains the fallback, for a role
+	// without the right to call pg_promote.
 	request := func() error {
-		cmd, err := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
-		if err != nil {
-			return err
+		var sent bool
+		err := m.withConn(ctx, func(c *pgx.Conn) error {
+			return c.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&sent)
+		})
+		if err == nil && sent {
+			return nil
 		}
-		_, err = run(cmd)
-		return err
+		m.log.Debug("promote: pg_promote failed; using pg_ctl promote", "error", err, "sent", sent)
+		cmd, cerr := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
+		if cerr != nil {
+			return cerr
+		}
+		_, cerr = run(cmd)
+		return cerr
 	}
 	if err := request(); err != nil {
 		return fmt.Errorf("postgres: promote: %w", err)
