@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/internal/testutil"
+)
+
+// TestDemo runs what `DEMO_EXIT=1 make demo` runs: `reference-daemon demo`
+// on the sample configurations, with only their ports moved to free ones.
+// A user expects three nodes on the embedded DCS, a `ctl list` with a
+// leader, a failover after the primary is killed, the old primary back as a
+// replica, and exit status 0.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	bin := testutil.DaemonBinary(t)
+	dir := t.TempDir()
+	// The samples' ports: PostgreSQL, REST API, raft (embedded etcd; its
+	// client port is the raft port + 10000).
+	old := []int{5432, 5433, 5434, 8000, 8001, 8002, 2222, 2223, 2224}
+	fresh := demoTestPorts(t, len(old))
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("postgres%d.yml", i)
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatalf("sample configuration: %v", err)
+		}
+		s := string(b)
+		for j, p := range old {
+			s = strings.ReplaceAll(s, fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", fresh[j]))
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "demo", dir)
+	// The demo keeps its data under TMPDIR; keep it in the test's temp dir.
+	cmd.Env = append(os.Environ(), "DEMO_EXIT=1", "TMPDIR="+testutil.PGTempDir(t))
+	// On a timeout, ask the demo to stop its cluster (it handles SIGINT)
+	// instead of killing it and orphaning the daemons.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
+	cmd.WaitDelay = time.Minute
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("demo took %.1f s; output:\n%s", time.Since(start).Seconds(), out)
+	if err != nil {
+		t.Fatalf("demo failed: %v", err)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"demo: waiting for the cluster to bootstrap",
+		"| Leader",
+		"(daemon and postmaster, kill -9)",
+		"demo: new primary after",
+		"rejoins as a replica",
+		"demo: stopping the cluster",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	// The last `ctl list` (after the rejoin) shows a leader and two
+	// streaming replicas.
+	last := text[strings.LastIndex(text, "rejoins as a replica"):]
+	if n := strings.Count(last, "| Replica"); n != 2 || !strings.Contains(last, "| Leader") {
+		t.Errorf("after the rejoin, ctl list should show one leader and two replicas:\n%s", last)
+	}
+	if n := strings.Count(last, "streaming"); n != 2 {
+		t.Errorf("after the rejoin, both replicas should be streaming (found %d):\n%s", n, last)
+	}
+	// The killed primary is one of them, on a later timeline than 1.
+	var killed string
+	if _, err := fmt.Sscanf(text[strings.Index(text, "demo: killing "):], "demo: killing %s", &killed); err != nil {
+		t.Fatalf("which member was killed: %v", err)
+	}
+	found := false
+	for _, line := range strings.Split(last, "\n") {
+		f := strings.Split(line, "|")
+		if len(f) < 6 || strings.TrimSpace(f[1]) != killed {
+			continue
+		}
+		found = true
+		if role, state, tl := strings.TrimSpace(f[3]), strings.TrimSpace(f[4]), strings.TrimSpace(f[5]); role != "Replica" || state != "streaming" || tl == "1" {
+			t.Errorf("old primary %s after the rejoin: role %q state %q timeline %q, want a streaming replica on the new timeline", killed, role, state, tl)
+		}
+	}
+	if !found {
+		t.Errorf("old primary %s missing from the last ctl list:\n%s", killed, last)
+	}
+}
+
+// demoTestPorts returns n free ports p on 127.0.0.1 for which p+10000 is
+// free too (an embedded etcd member serves clients on its raft port +
+// 10000).
+func demoTestPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
+	var out []int
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no pair of free ports p, p+10000 after %d tries", tries)
+		}
+		p := 20000 + rand.IntN(20000)
+		a, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+10000))
+		if err != nil {
+			_ = a.Close()
+			continue
+		}
+		held = append(held, a, b)
+		out = append(out, p)
+	}
+	return out
+}
