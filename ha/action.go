@@ -119,7 +119,13 @@ type (
 	// Rewind runs pg_rewind from Leader in the background.
 	Rewind struct{ Leader string }
 	// Reinit wipes the data directory and clones from Leader.
-	Reinit struct{ Leader string }
+	Reinit struct {
+		Leader string
+		// FromLeader: the request asked for the leader as source, which
+		// also means pg_basebackup whatever the configured methods are
+		// (spec/postgres.md §7); see BasebackupCloner.
+		FromLeader bool
+	}
 	// CrashRecovery runs single-user crash recovery in the background.
 	CrashRecovery struct{}
 	// CancelOp cancels the running background operation.
@@ -246,9 +252,14 @@ func (Promote) String() string        { return "promote" }
 func (a Demote) String() string {
 	return fmt.Sprintf("demote mode=%s upstream=%s", a.Mode, orNone(a.Upstream))
 }
-func (a Follow) String() string       { return "follow " + orNone(a.Upstream) }
-func (a Rewind) String() string       { return "rewind from=" + a.Leader }
-func (a Reinit) String() string       { return "reinit from=" + a.Leader }
+func (a Follow) String() string { return "follow " + orNone(a.Upstream) }
+func (a Rewind) String() string { return "rewind from=" + a.Leader }
+func (a Reinit) String() string {
+	if a.FromLeader {
+		return "reinit from=" + a.Leader + " basebackup"
+	}
+	return "reinit from=" + a.Leader
+}
 func (CrashRecovery) String() string  { return "crash-recovery" }
 func (CancelOp) String() string       { return "cancel-op" }
 func (a ArmWatchdog) String() string  { return fmt.Sprintf("arm-watchdog timeout=%s", a.Timeout) }

@@ -271,7 +271,7 @@ func TestReinitializeRequest(t *testing.T) {
 			name: "from leader", w: newWorld("n2", "n1").with(reinitReq(ReinitializeRequest{FromLeader: true})).with(func(o *Observation) {
 				o.Cluster.Member("n3").Tags = map[string]any{"clonefrom": true}
 			}),
-			actions: []Action{Reinit{Leader: "n1"}},
+			actions: []Action{Reinit{Leader: "n1", FromLeader: true}},
 		},
 	}
 	for _, tc := range tests {

@@ -160,7 +160,7 @@ func (x *cycle) reinitRequest(d Decision, r ReinitializeRequest) Decision {
 	if x.o.Op.Running {
 		acts = append(acts, CancelOp{})
 	}
-	acts = append(acts, Reinit{Leader: src})
+	acts = append(acts, Reinit{Leader: src, FromLeader: r.FromLeader})
 	return Decision{Actions: acts, Message: msg("reinitializing from %s on request", src)}
 }
 

@@ -98,6 +98,15 @@ type DataDirRemover interface {
 	RemoveDataDir(ctx context.Context) error
 }
 
+// BasebackupCloner is an optional extension of Postgres: a reinitialize
+// request with from_leader clones through it with pg_basebackup from the
+// leader, ignoring the configured replica creation methods, as
+// `reinit --from-leader` does in Patroni. Without it CreateReplica is used.
+type BasebackupCloner interface {
+	// CreateReplicaBasebackup clones from with pg_basebackup only.
+	CreateReplicaBasebackup(ctx context.Context, from *dcs.Member) error
+}
+
 // Peers asks other members' REST APIs. Called from the loop goroutine; each
 // call must return within ctx's deadline.
 type Peers interface {
@@ -977,6 +986,9 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 				if err := r.RemoveDataDir(ctx); err != nil {
 					return fmt.Errorf("reinitialize: %w", err)
 				}
+			}
+			if bc, ok := pg.(BasebackupCloner); ok && a.FromLeader {
+				return bc.CreateReplicaBasebackup(ctx, from)
 			}
 			return pg.CreateReplica(ctx, from)
 		})

@@ -129,7 +129,9 @@ func TestNodeScheduledRestart(t *testing.T) {
 }
 
 // TestNodeReinitialize checks spec ha-loop §9.3 through Node.Reinitialize:
-// refused on the lock holder, re-clones a replica, which then streams.
+// refused on the lock holder, re-clones a replica, which then streams;
+// from_leader clones with pg_basebackup whatever the configured methods
+// (spec postgres §7), a plain request with the configured methods.
 func TestNodeReinitialize(t *testing.T) {
 	w, leader, r := quiet(t, "off")
 	err := call(t, w, func() error { return leader.Node.Reinitialize(t.Context(), ha.ReinitializeRequest{}) }, nil)
@@ -138,8 +140,16 @@ func TestNodeReinitialize(t *testing.T) {
 	err = call(t, w, func() error { return r.Node.Reinitialize(t.Context(), ha.ReinitializeRequest{FromLeader: true}) }, nil)
 	require.NoError(t, err)
 	require.Equal(t, clones+1, r.PG.Clones)
+	require.Equal(t, 1, r.PG.BasebackupClones, "from_leader clones with pg_basebackup")
 	w.Advance(5 * time.Second)
 	require.True(t, r.PG.Running && r.PG.Streaming && r.PG.Upstream == leader.Name, "reinitialized replica streams")
+
+	err = call(t, w, func() error { return r.Node.Reinitialize(t.Context(), ha.ReinitializeRequest{}) }, nil)
+	require.NoError(t, err)
+	require.Equal(t, clones+2, r.PG.Clones)
+	require.Equal(t, 1, r.PG.BasebackupClones, "a plain reinitialize uses the configured methods")
+	w.Advance(5 * time.Second)
+	require.True(t, r.PG.Running && r.PG.Streaming && r.PG.Upstream == leader.Name, "reinitialized again, replica streams")
 	require.Empty(t, w.Violations)
 }
 

@@ -105,6 +105,19 @@ func TestReplicaMethodsFallback(t *testing.T) {
 		require.NoError(t, n.m.CreateReplica(ctx, nil))
 		require.True(t, n.m.IsInitialized())
 	})
+	// reinit --from-leader: pg_basebackup only, whatever the configuration
+	// lists (a failing script here would otherwise run first).
+	t.Run("basebackup forced", func(t *testing.T) {
+		marker := filepath.Join(work, "script-ran")
+		n := newNode(t, "node5", func(c *postgres.Config) {
+			c.CreateReplicaMethods = []string{"wal_e"}
+			c.ReplicaScripts = map[string]postgres.ScriptMethod{"wal_e": {Command: `/bin/sh -c 'touch ` + marker + `; exit 1' wal_e`}}
+		})
+		require.NoError(t, n.m.CreateReplicaWith(ctx, &up, []string{"basebackup"}))
+		require.True(t, n.m.IsInitialized())
+		require.NoFileExists(t, marker, "the configured method was not tried")
+		require.Error(t, n.m.CreateReplicaWith(ctx, &up, nil), "no method given")
+	})
 }
 
 type noLeader struct{ b postgres.BootstrapMethod }

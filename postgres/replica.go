@@ -54,10 +54,23 @@ func (e *MethodError) Unwrap() error { return e.Err }
 func (m *Manager) CreateReplica(ctx context.Context, src *Upstream) error {
 	m.lifecycle.Lock()
 	defer m.lifecycle.Unlock()
-	return m.hook(ctx, StepCreateReplica, func() error { return m.createReplica(ctx, src) })
+	return m.hook(ctx, StepCreateReplica, func() error { return m.createReplica(ctx, src, m.cfg.CreateReplicaMethods) })
 }
 
-func (m *Manager) createReplica(ctx context.Context, src *Upstream) error {
+// CreateReplicaWith is CreateReplica with the methods to try given instead
+// of Config.CreateReplicaMethods: `reinit --from-leader` clones with
+// []string{"basebackup"} whatever the configuration lists
+// (spec/postgres.md §7).
+func (m *Manager) CreateReplicaWith(ctx context.Context, src *Upstream, methods []string) error {
+	if len(methods) == 0 {
+		return fmt.Errorf("postgres: create replica: no replica creation method given")
+	}
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	return m.hook(ctx, StepCreateReplica, func() error { return m.createReplica(ctx, src, methods) })
+}
+
+func (m *Manager) createReplica(ctx context.Context, src *Upstream, methods []string) error {
 	empty, err := m.dataDirEmpty()
 	if err != nil {
 		return err
@@ -70,7 +83,7 @@ func (m *Manager) createReplica(ctx context.Context, src *Upstream) error {
 	}
 	var errs []error
 	tried := 0
-	for _, name := range m.cfg.CreateReplicaMethods {
+	for _, name := range methods {
 		method, keep, noLeader, err := m.replicaMethod(name)
 		if err != nil {
 			errs = append(errs, &MethodError{Method: name, Err: err})

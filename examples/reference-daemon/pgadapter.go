@@ -84,9 +84,10 @@ func (p *pgAdapter) replicaTimeline(st postgres.State) int {
 }
 
 var (
-	_ ha.Postgres        = (*pgAdapter)(nil)
-	_ ha.GracefulStopper = (*pgAdapter)(nil)
-	_ ha.DataDirRemover  = (*pgAdapter)(nil)
+	_ ha.Postgres         = (*pgAdapter)(nil)
+	_ ha.GracefulStopper  = (*pgAdapter)(nil)
+	_ ha.DataDirRemover   = (*pgAdapter)(nil)
+	_ ha.BasebackupCloner = (*pgAdapter)(nil)
 )
 
 func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
@@ -297,6 +298,19 @@ func (p *pgAdapter) CreateReplica(ctx context.Context, from *dcs.Member) error {
 	}
 	if err := p.m.CreateReplica(ctx, up); err != nil {
 		return fmt.Errorf("create replica: %w", err)
+	}
+	return nil
+}
+
+// CreateReplicaBasebackup is ha.BasebackupCloner: reinit --from-leader
+// clones with pg_basebackup whatever create_replica_methods lists.
+func (p *pgAdapter) CreateReplicaBasebackup(ctx context.Context, from *dcs.Member) error {
+	up, err := p.upstreamOf(from)
+	if err != nil {
+		return err
+	}
+	if err := p.m.CreateReplicaWith(ctx, up, []string{"basebackup"}); err != nil {
+		return fmt.Errorf("create replica with basebackup: %w", err)
 	}
 	return nil
 }

@@ -51,8 +51,9 @@ type PG struct {
 	Slots       []string
 	Logical     []string
 	SlotLSN     map[string]dcs.LSN
-	// Restarts counts Restart calls, Clones CreateReplica calls.
-	Restarts, Clones int
+	// Restarts counts Restart calls, Clones CreateReplica and
+	// CreateReplicaBasebackup calls, BasebackupClones only the latter.
+	Restarts, Clones, BasebackupClones int
 	// Pending reports a parameter change that needs a restart; Restart
 	// clears it.
 	Pending bool
@@ -171,6 +172,17 @@ func (p *PG) CreateReplica(ctx context.Context, from *dcs.Member) error {
 	p.Data, p.SysID, p.Running, p.Primary, p.Clean, p.WasPrimary = true, src.SysID, false, false, true, false
 	p.TL, p.Hist, p.LSN = src.TL, slices.Clone(src.Hist), src.LSN
 	p.SSN, p.SSNNum, p.Placeholder, p.Upstream, p.Streaming = nil, 0, false, "", false
+	return nil
+}
+
+// CreateReplicaBasebackup is ha.BasebackupCloner: a clone like
+// CreateReplica, counted apart so tests see which path a reinitialize took.
+func (p *PG) CreateReplicaBasebackup(ctx context.Context, from *dcs.Member) error {
+	if err := p.CreateReplica(ctx, from); err != nil {
+		return err
+	}
+	defer p.w.lock()()
+	p.BasebackupClones++
 	return nil
 }
 
