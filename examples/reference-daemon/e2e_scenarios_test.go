@@ -441,7 +441,8 @@ func TestE2ESyncModeCrash(t *testing.T) {
 // other, the issue 7 scenarios that leave the cluster healthy: clean stop
 // of the primary (fast handover, spec/acceptance-scenarios.md §16.3),
 // ctl switchover --force, scheduled switchover (§10.7), switchover via
-// POST /switchover (§10.6), ctl failover --candidate, pause/resume with
+// POST /switchover (§10.6), ctl failover --candidate, a kill -9 of the
+// primary's postmaster alone (restarted in place), pause/resume with
 // the primary crashed while paused (§10.5, ha-loop: no automatic action
 // while paused), and ctl reinit of a replica (§10.5).
 func TestE2EManualOperations(t *testing.T) {
@@ -599,6 +600,47 @@ func TestE2EManualOperations(t *testing.T) {
 		insertOn(t, cand, 5)
 		hasRow(t, 5, nil)
 		primary = cand
+	})
+	if !ok {
+		return
+	}
+
+	ok = t.Run("kill -9 of the primary's postmaster only: restarted in place", func(t *testing.T) {
+		n := c.Nodes[primary]
+		doc, err := n.Patroni(ctx)
+		require.NoError(t, err)
+		timeline := doc["timeline"]
+		pid := n.PostmasterPID()
+		require.NotZero(t, pid, "%s has no postmaster", n.Name)
+		killed := time.Now()
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+		// While Postgres is down the node must not send writers to itself:
+		// GET /primary answers 503 until the postmaster runs again.
+		saw503 := false
+		testutil.SucceedsWithin(t, 30*time.Second, func() error {
+			switch code := httpStatus(n.APIURL() + "/primary"); {
+			case code == http.StatusServiceUnavailable:
+				saw503 = true
+			case code == http.StatusOK && saw503:
+				return nil
+			}
+			if p := n.PostmasterPID(); p != 0 && p != pid && !saw503 {
+				return nil // back already; the check below fails
+			}
+			return fmt.Errorf("%s: waiting for GET /primary to go 503 and back to 200", n.Name)
+		})
+		require.True(t, saw503, "GET /primary on %s never answered 503 while its postmaster was dead", n.Name)
+		insertOn(t, primary, 50)
+		figure(t, "postmaster-only kill: %s writable again after %.2f s, without a failover", n.Name, time.Since(killed).Seconds())
+		require.NotEqual(t, pid, n.PostmasterPID(), "a new postmaster runs")
+		doc, err = n.Patroni(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "primary", doc["role"])
+		require.Equal(t, timeline, doc["timeline"], "restarted in place: no promotion, no new timeline")
+		for _, i := range others(c, primary) {
+			require.NotEqual(t, http.StatusOK, httpStatus(c.Nodes[i].APIURL()+"/primary"), "%s must not have taken over", c.Nodes[i].Name)
+		}
+		hasRow(t, 50, nil)
 	})
 	if !ok {
 		return
