@@ -80,6 +80,10 @@ type PGState struct {
 	// physical slot, confirmed_flush_lsn of a logical one); a leader
 	// publishes them as /status.slots (spec/ha-loop.md §10).
 	SlotLSNs map[string]dcs.LSN
+	// SlotsWithXmin are the physical slots whose xmin is set (hot standby
+	// feedback received through them); one no member streams from holds
+	// vacuum back (spec/ha-loop.md §10 step 4).
+	SlotsWithXmin []string
 	// BackupLabel reports a backup_label file in the data directory (a
 	// fresh clone): single-user crash recovery is skipped then (PG15+,
 	// spec/ha-loop.md §6.3 step 4).
@@ -211,6 +215,10 @@ type Observation struct {
 	// FailsafeOK is the result of POST /failsafe to every member listed
 	// in the failsafe key (nil: not tried this cycle).
 	FailsafeOK *bool
+	// FailsafeLSNs are the WAL positions the members returned (header
+	// lsn) in their answers to POST /failsafe, by member name; set with
+	// FailsafeOK (spec §11).
+	FailsafeLSNs map[string]dcs.LSN
 	Op         Operation
 	Lease      Lease
 	Failure    *Failure

@@ -71,6 +71,59 @@ func (x *cycle) desiredSlots() []string {
 	return sortedSet(out)
 }
 
+// expectedActive reports whether the member streams from this node (§10):
+// on the primary or standby leader every member without replicatefrom, or
+// whose replicatefrom is this node or no known member; on a replica only
+// members whose replicatefrom is this node.
+func (x *cycle) expectedActive(m *dcs.Member) bool {
+	rf := m.ReplicateFrom()
+	if rf == x.me {
+		return true
+	}
+	leading := x.pg.Primary || (x.s.StandbyCluster != nil && x.hasLock())
+	return leading && (rf == "" || x.c.Member(rf) == nil)
+}
+
+// xminDrops is §10 step 4: on PG11+ the existing physical slots of want
+// that belong to members (or retained members) not expected to stream
+// from this node but that carry an xmin, which would hold vacuum back
+// forever since no feedback moves it. Only when the cluster has a leader
+// and that leader is another node or this node runs as primary. Permanent
+// slots are never dropped by this rule.
+func (x *cycle) xminDrops(want []string) []string {
+	if x.pg.ServerVersion < 110000 || len(x.pg.SlotsWithXmin) == 0 {
+		return nil
+	}
+	if l := x.leaderName(); l == "" || (l == x.me && !x.pg.Primary) {
+		return nil
+	}
+	active := map[string]bool{}
+	members := map[string]bool{}
+	for _, m := range x.c.Members {
+		if m.Name == x.me {
+			continue
+		}
+		members[SlotName(m.Name)] = true
+		if !m.NoStream() && x.expectedActive(m) {
+			active[SlotName(m.Name)] = true
+		}
+	}
+	retain := x.c.Status.RetainSlots
+	if x.hasLock() {
+		retain = x.o.RetainSlots
+	}
+	for _, n := range retain {
+		members[n] = true
+	}
+	var out []string
+	for _, n := range want {
+		if members[n] && !active[n] && containsFold(x.pg.SlotsWithXmin, n) && containsFold(x.pg.Slots, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // LogicalSlot is a permanent logical replication slot of the
 // configuration.
 type LogicalSlot struct {
@@ -184,6 +237,11 @@ func (x *cycle) addSlots(d *Decision) {
 		// In pause slots are only added, never dropped.
 		want = sortedSet(append(want, x.pg.Slots...))
 	}
+	// §10 step 4: a member slot nobody streams from through us but with
+	// xmin set is left out, so SyncSlots drops it; the next cycle creates
+	// it again without xmin.
+	drops := x.xminDrops(want)
+	want = slices.DeleteFunc(want, func(n string) bool { return slices.Contains(drops, n) })
 	logical := x.logicalSlots()
 	var keep, missing []LogicalSlot
 	for _, l := range logical {

@@ -25,6 +25,9 @@ type SlotInfo struct {
 	Name, Type, Plugin, Database string
 	Active                       bool
 	RestartLSN, ConfirmedFlush   LSN
+	// Xmin is the slot's xmin (the oldest transaction it asks the server
+	// to keep rows for, from hot_standby_feedback); 0 when unset.
+	Xmin uint64
 }
 
 // SlotsResult reports what EnsureSlots did.
@@ -41,16 +44,17 @@ func (m *Manager) Slots(ctx context.Context) ([]SlotInfo, error) {
 	err := m.withConn(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT slot_name, slot_type, COALESCE(plugin, ''), COALESCE(database, ''), active,
 			COALESCE(pg_wal_lsn_diff(restart_lsn, '0/0'), 0)::bigint,
-			COALESCE(pg_wal_lsn_diff(confirmed_flush_lsn, '0/0'), 0)::bigint
+			COALESCE(pg_wal_lsn_diff(confirmed_flush_lsn, '0/0'), 0)::bigint,
+			COALESCE(xmin::text::bigint, 0)
 			FROM pg_replication_slots ORDER BY slot_name`)
 		if err != nil {
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (SlotInfo, error) {
 			var s SlotInfo
-			var rl, cf int64
-			err := r.Scan(&s.Name, &s.Type, &s.Plugin, &s.Database, &s.Active, &rl, &cf)
-			s.RestartLSN, s.ConfirmedFlush = LSN(rl), LSN(cf)
+			var rl, cf, xmin int64
+			err := r.Scan(&s.Name, &s.Type, &s.Plugin, &s.Database, &s.Active, &rl, &cf, &xmin)
+			s.RestartLSN, s.ConfirmedFlush, s.Xmin = LSN(rl), LSN(cf), uint64(xmin)
 			return s, err
 		})
 		return err

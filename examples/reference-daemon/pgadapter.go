@@ -142,6 +142,9 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 				case "physical":
 					out.Slots = append(out.Slots, s.Name)
 					out.SlotLSNs[s.Name] = s.RestartLSN
+					if s.Xmin != 0 {
+						out.SlotsWithXmin = append(out.SlotsWithXmin, s.Name)
+					}
 				case "logical":
 					out.LogicalSlots = append(out.LogicalSlots, s.Name)
 					out.SlotLSNs[s.Name] = s.ConfirmedFlush
