@@ -160,8 +160,13 @@ type (
 	// AdvanceSlots moves this replica's physical slots and logical copies
 	// (names comma-joined, sorted) forward to the leader's positions in
 	// /status.slots (SlotTargets), so they do not hold WAL back (spec §10
-	// steps 4, 6).
-	AdvanceSlots struct{ Physical, Logical string }
+	// steps 4, 6). With Failsafe set it is the failsafe primary moving the
+	// member slots of the replicas that answered POST /failsafe to the
+	// positions they returned (FailsafeSlotTargets, spec §11).
+	AdvanceSlots struct {
+		Physical, Logical string
+		Failsafe          bool
+	}
 	// Checkpoint runs the post-promote CHECKPOINT in the background
 	// (spec §7.3); until it is done the member key says
 	// checkpoint_after_promote: false.
@@ -346,5 +351,8 @@ func (a Refuse) String() string              { return "refuse: " + a.Err.Error()
 func (ClearScheduledRestart) String() string { return "clear-scheduled-restart" }
 func (Checkpoint) String() string            { return "checkpoint" }
 func (a AdvanceSlots) String() string {
+	if a.Failsafe {
+		return "advance-slots failsafe [" + a.Physical + "]"
+	}
 	return "advance-slots [" + a.Physical + "] logical [" + a.Logical + "]"
 }

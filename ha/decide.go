@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -229,8 +230,12 @@ func (x *cycle) decideDCSError() Decision {
 				return Decision{Actions: []Action{ProbeFailsafe{}}, Message: "probing failsafe members"}
 			}
 			if *x.o.FailsafeOK {
+				acts := x.watchdogKeepalive()
+				if t := FailsafeSlotTargets(x.o.FailsafeLSNs, *x.pg); len(t) > 0 {
+					acts = append(acts, AdvanceSlots{Physical: strings.Join(slices.Sorted(maps.Keys(t)), ","), Failsafe: true})
+				}
 				return Decision{
-					Actions: x.watchdogKeepalive(),
+					Actions: acts,
 					Message: "continue to run as a leader because failsafe mode is enabled and all members are accessible",
 				}
 			}

@@ -114,8 +114,9 @@ type Peers interface {
 	// did not answer are absent or have Reachable false.
 	Probe(ctx context.Context, members []*dcs.Member) map[string]PeerStatus
 	// Failsafe POSTs /failsafe to every member of fs other than self and
-	// reports whether all accepted.
-	Failsafe(ctx context.Context, fs dcs.Failsafe) bool
+	// reports whether all accepted, with the WAL positions (header lsn)
+	// the members returned, by member name (spec/ha-loop.md §11).
+	Failsafe(ctx context.Context, fs dcs.Failsafe) (map[string]dcs.LSN, bool)
 }
 
 // Watchdog is the optional watchdog device.
@@ -644,7 +645,10 @@ run:
 				break run
 			}
 			pctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
-			ok := n.lastCluster != nil && n.opts.Peers.Failsafe(pctx, n.lastCluster.Failsafe)
+			ok := false
+			if n.lastCluster != nil {
+				o.FailsafeLSNs, ok = n.opts.Peers.Failsafe(pctx, n.lastCluster.Failsafe)
+			}
 			cancel()
 			o.FailsafeOK = &ok
 			if ok {
@@ -1038,6 +1042,9 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 			reply <- a.Err
 		}
 	case AdvanceSlots:
+		if a.Failsafe {
+			return wrap("advance slots", pg.AdvanceSlots(ctx, FailsafeSlotTargets(o.FailsafeLSNs, o.PG)))
+		}
 		if cl == nil {
 			return nil
 		}

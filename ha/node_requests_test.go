@@ -3,6 +3,7 @@ package ha_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -216,5 +217,33 @@ func TestShutdownLeavesSync(t *testing.T) {
 	require.False(t, r.PG.Running)
 	w.Advance(10 * time.Second)
 	require.False(t, w.DCS.Sync().Matches(r.Name), "the primary dropped it from /sync")
+	require.Empty(t, w.Violations)
+}
+
+// TestNodeFailsafeAdvancesSlots checks the primary side of spec ha-loop
+// §11: with the DCS unreachable and every failsafe member answering POST
+// /failsafe, the primary keeps running and moves the member slots of the
+// replicas to the WAL positions they answered with.
+func TestNodeFailsafeAdvancesSlots(t *testing.T) {
+	w, leader, _ := quiet(t, "off")
+	w.SetConfig("failsafe_mode", true)
+	w.Advance(5 * time.Second)
+	require.Len(t, w.DCS.FailsafeKey(), 3, "the leader publishes /failsafe")
+	before := maps.Clone(leader.PG.SlotLSN)
+	for _, n := range w.Nodes {
+		n.Store.Cut = true // every member loses the DCS
+	}
+	w.Advance(5 * time.Second)
+	require.Contains(t, leader.Node.Status().Message, "continue to run as a leader because failsafe mode is enabled")
+	require.True(t, leader.PG.Running && leader.PG.Primary, "failsafe keeps the primary running")
+	for _, n := range w.Nodes {
+		if n == leader {
+			continue
+		}
+		slot := ha.SlotName(n.Name)
+		got := leader.PG.SlotLSN[slot]
+		require.Greater(t, got, before[slot], "slot %s moved", slot)
+		require.LessOrEqual(t, got, n.PG.LSN, "slot %s no further than %s reported", slot, n.Name)
+	}
 	require.Empty(t, w.Violations)
 }

@@ -219,9 +219,9 @@ type Observation struct {
 	// lsn) in their answers to POST /failsafe, by member name; set with
 	// FailsafeOK (spec §11).
 	FailsafeLSNs map[string]dcs.LSN
-	Op         Operation
-	Lease      Lease
-	Failure    *Failure
+	Op           Operation
+	Lease        Lease
+	Failure      *Failure
 	// Bootstrapping is set once this node won the initialize race and
 	// until the cluster is initialized.
 	Bootstrapping bool

@@ -297,6 +297,27 @@ func (x *cycle) advance(physical, logical []string) (AdvanceSlots, bool) {
 	return AdvanceSlots{Physical: strings.Join(intersect(names, physical), ","), Logical: strings.Join(intersect(names, logical), ",")}, true
 }
 
+// FailsafeSlotTargets is §11: while the DCS is unreachable the failsafe
+// primary moves the member slot of every replica that answered POST
+// /failsafe to the WAL position the replica returned, so the slots neither
+// hold WAL back nor run ahead of the replica. Only existing slots behind
+// that position and without xmin (§10 step 4) are moved, never past this
+// node's own position.
+func FailsafeSlotTargets(lsns map[string]dcs.LSN, pg PGState) map[string]dcs.LSN {
+	out := map[string]dcs.LSN{}
+	for member, l := range lsns {
+		n := SlotName(member)
+		if pg.LSN != 0 {
+			l = min(l, pg.LSN)
+		}
+		if l == 0 || !containsFold(pg.Slots, n) || containsFold(pg.SlotsWithXmin, n) || l <= pg.SlotLSNs[n] {
+			continue
+		}
+		out[n] = l
+	}
+	return out
+}
+
 // SlotTargets returns the positions to advance this replica's existing
 // slots to: the leader's /status.slots, but no further than this node
 // replayed (Postgres clamps a standby's slots there). Slots already there

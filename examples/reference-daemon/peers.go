@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,13 +77,16 @@ func peerStatus(doc *api.StatusDocument, err error) ha.PeerStatus {
 
 // Failsafe posts the primary's heartbeat to every other member of the
 // failsafe key in parallel (2 s, one retry) and reports whether all
-// answered 200 (spec/ha-loop.md §11). A list naming only this node passes.
-func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) bool {
+// answered 200, with the WAL position each member returned in its lsn
+// header (spec/ha-loop.md §11). A list naming only this node passes.
+func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) (map[string]dcs.LSN, bool) {
 	if _, ok := fs[pp.self]; !ok {
-		return false
+		return nil, false
 	}
 	var ok atomic.Bool
 	ok.Store(true)
+	var mu sync.Mutex
+	lsns := map[string]dcs.LSN{}
 	var wg sync.WaitGroup
 	for name, url := range fs {
 		if name == pp.self {
@@ -95,6 +99,11 @@ func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) bool {
 				r, err := c.SendFailsafe(actx, api.FailsafeRequest{Name: pp.self, ConnURL: pp.connURL, APIURL: pp.apiURL})
 				cancel()
 				if err == nil && r.Code == 200 {
+					if l, perr := strconv.ParseUint(r.Header.Get("lsn"), 10, 64); perr == nil && l > 0 {
+						mu.Lock()
+						lsns[name] = dcs.LSN(l)
+						mu.Unlock()
+					}
 					return
 				}
 			}
@@ -102,7 +111,7 @@ func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) bool {
 		})
 	}
 	wg.Wait()
-	return ok.Load()
+	return lsns, ok.Load()
 }
 
 // ctlAuth returns the Basic auth for outbound REST calls: ctl.authentication,

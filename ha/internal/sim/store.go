@@ -76,6 +76,9 @@ func (d *DCS) Member(name string) *dcs.Member { return d.members[name] }
 // Failover returns the failover key.
 func (d *DCS) Failover() *dcs.Failover { return d.failover }
 
+// FailsafeKey returns the /failsafe key.
+func (d *DCS) FailsafeKey() dcs.Failsafe { return d.failsafe }
+
 // SetOutage makes every client fail with ErrUnavailable.
 func (d *DCS) SetOutage(on bool) { d.outage = on }
 

@@ -336,7 +336,34 @@ func (p *peers) Probe(ctx context.Context, members []*dcs.Member) map[string]ha.
 	return out
 }
 
-func (p *peers) Failsafe(ctx context.Context, fs dcs.Failsafe) bool { return false }
+// Failsafe delivers the heartbeat to the ha.Node of every other listed
+// member that is reachable (spec/ha-loop.md §11) and collects the WAL
+// positions they answer.
+func (p *peers) Failsafe(ctx context.Context, fs dcs.Failsafe) (map[string]dcs.LSN, bool) {
+	defer p.w.lock()()
+	if _, ok := fs[p.self.Name]; !ok {
+		return nil, false
+	}
+	now := p.w.Clock.Now()
+	out := map[string]dcs.LSN{}
+	for name := range fs {
+		if name == p.self.Name {
+			continue
+		}
+		t := p.w.node(name)
+		if t == nil || !t.Alive || t.Node == nil || now.Before(t.FrozenUntil) || t.PeerCut || p.self.PeerCut {
+			return nil, false
+		}
+		l, err := t.Node.Failsafe(ctx, ha.FailsafeHeartbeat{Name: p.self.Name, ConnURL: "postgres://" + p.self.Name, APIURL: "sim://" + p.self.Name})
+		if err != nil {
+			return nil, false
+		}
+		if l != nil {
+			out[name] = *l
+		}
+	}
+	return out, true
+}
 
 // ---- time ----
 

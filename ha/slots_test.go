@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgwarden/pgwarden/dcs"
 )
 
 // TestXminSlotDrop checks §10 step 4: on PG11+ a member slot that nobody
@@ -66,4 +68,37 @@ func TestXminSlotDrop(t *testing.T) {
 	// spec ha-loop §10: an expected-active slot with xmin stays.
 	d = Decide(newWorld("n1", "n1").with(xmin("n2", "n3")).o)
 	require.Equal(t, []Action{UpdateLeader{}}, d.Actions)
+}
+
+// TestFailsafeSlots checks §11: the primary kept running by failsafe moves
+// the member slots of the replicas that answered POST /failsafe to the
+// positions they returned, never past them nor past its own position.
+func TestFailsafeSlots(t *testing.T) {
+	fs := func(f func(o *Observation)) Observation {
+		return newWorld("n1", "n1").with(func(o *Observation) {
+			o.Cluster, o.DCSError = nil, true
+			o.Config.FailsafeMode = true
+			o.LastCluster.Failsafe = dcs.Failsafe{"n1": "http://n1", "n2": "http://n2", "n3": "http://n3"}
+			o.FailsafeOK = new(true)
+			o.FailsafeLSNs = map[string]dcs.LSN{"n2": 0x2800000, "n3": 0x3100000}
+			o.PG.SlotLSNs = map[string]dcs.LSN{"n2": 0x1000000, "n3": 0x1000000}
+		}).with(f).o
+	}
+	// spec ha-loop §11: both slots move, n3 no further than the primary's own position.
+	o := fs(func(o *Observation) {})
+	d := Decide(o)
+	require.Equal(t, "continue to run as a leader because failsafe mode is enabled and all members are accessible", d.Message)
+	require.Equal(t, []Action{AdvanceSlots{Physical: "n2,n3", Failsafe: true}}, d.Actions)
+	require.Equal(t, map[string]dcs.LSN{"n2": 0x2800000, "n3": 0x3000000}, FailsafeSlotTargets(o.FailsafeLSNs, o.PG))
+	// spec ha-loop §11: a slot already at or past the returned position stays.
+	o = fs(func(o *Observation) { o.PG.SlotLSNs["n2"] = 0x2800000 })
+	require.Equal(t, []Action{AdvanceSlots{Physical: "n3", Failsafe: true}}, Decide(o).Actions)
+	require.Equal(t, map[string]dcs.LSN{"n3": 0x3000000}, FailsafeSlotTargets(o.FailsafeLSNs, o.PG))
+	// spec ha-loop §11 with §10 step 4: a slot with xmin is not advanced.
+	o = fs(func(o *Observation) { o.PG.SlotsWithXmin = []string{"n3"} })
+	require.Equal(t, map[string]dcs.LSN{"n2": 0x2800000}, FailsafeSlotTargets(o.FailsafeLSNs, o.PG))
+	// spec ha-loop §11: no answers with a position, nothing to move.
+	require.Empty(t, Decide(fs(func(o *Observation) { o.FailsafeLSNs = nil })).Actions)
+	// spec ha-loop §11: failsafe failed: demote, no slot work.
+	require.Equal(t, []Action{Demote{Mode: DemoteOffline}}, Decide(fs(func(o *Observation) { o.FailsafeOK = new(false) })).Actions)
 }
