@@ -110,6 +110,26 @@ func TestSlots(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, postgres.SlotsResult{Dropped: []string{"stale"}}, res)
 	waitStreaming(t, p, "node2")
+	// Slots reports the xmin that hot standby feedback sets on the member
+	// slot, and none on a slot nobody streams from (ha's §10 step 4 rule
+	// reads it).
+	r.exec(t, "ALTER SYSTEM SET hot_standby_feedback = on")
+	r.exec(t, "SELECT pg_reload_conf()")
+	testutil.SucceedsSoon(t, func() error {
+		slots, err := p.m.Slots(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range slots {
+			if s.Name == "perm_phys" && s.Xmin != 0 {
+				return fmt.Errorf("perm_phys has xmin %d", s.Xmin)
+			}
+			if s.Name == postgres.SlotName("node2") && s.Xmin == 0 {
+				return errors.New("no xmin on the member slot yet")
+			}
+		}
+		return nil
+	})
 	// The member slot is active: dropping it is refused and reported.
 	res, err = p.m.EnsureSlots(ctx, want[1:])
 	require.NoError(t, err)
