@@ -313,16 +313,7 @@ func TestDaemonWaitsForDCSThenStartsAndRefusesSecond(t *testing.T) {
 	require.Error(t, err, "the REST API is not up before the DCS answers")
 
 	e.Restart(t)
-	testutil.SucceedsWithin(t, 2*time.Minute, func() error {
-		doc, err := n.Patroni(ctx)
-		if err != nil {
-			return err
-		}
-		if doc["role"] != "primary" || doc["state"] != "running" {
-			return fmt.Errorf("role %v state %v", doc["role"], doc["state"])
-		}
-		return nil
-	})
+	waitRunningPrimary(ctx, t, n, 2*time.Minute)
 	pm := n.PostmasterPID()
 	require.NotZero(t, pm)
 

@@ -115,23 +115,28 @@ func timelineOf(ctx context.Context, n *testutil.DaemonNode) (int, error) {
 // streamingClients lists application_name of the walsenders of the
 // Postgres on port that are streaming.
 func streamingClients(ctx context.Context, port int) ([]string, error) {
+	return pgColumn[string](ctx, port, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")
+}
+
+// pgColumn runs query on the Postgres on port and returns its one column.
+func pgColumn[T any](ctx context.Context, port int, query string) ([]T, error) {
 	c, err := pgConnect(ctx, port)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = c.Close(context.Background()) }()
-	rows, err := c.Query(ctx, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")
+	rows, err := c.Query(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []T
 	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
+		var v T
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -285,25 +290,7 @@ func (w *ackWriter) result() ([]int, error) {
 }
 
 func ids(ctx context.Context, port int) ([]int, error) {
-	c, err := pgConnect(ctx, port)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = c.Close(context.Background()) }()
-	rows, err := c.Query(ctx, "SELECT id FROM acked ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return pgColumn[int](ctx, port, "SELECT id FROM acked ORDER BY id")
 }
 
 // TestE2ESyncModeCrash checks the issue 7 scenario "kill -9 of the

@@ -266,3 +266,19 @@ func TestE2EBootstrapAndCrashFailover(t *testing.T) {
 		})
 	}
 }
+
+// waitRunningPrimary waits until n's GET /patroni says role primary and
+// state running.
+func waitRunningPrimary(ctx context.Context, t *testing.T, n *testutil.DaemonNode, within time.Duration) {
+	t.Helper()
+	testutil.SucceedsWithin(t, within, func() error {
+		doc, err := n.Patroni(ctx)
+		if err != nil {
+			return err
+		}
+		if doc["role"] != "primary" || doc["state"] != "running" {
+			return fmt.Errorf("%s: role %v state %v", n.Name, doc["role"], doc["state"])
+		}
+		return nil
+	})
+}

@@ -88,16 +88,7 @@ func TestDaemonOnKubernetes(t *testing.T) {
 				}
 			})
 			n := c.Nodes[0]
-			testutil.SucceedsWithin(t, 2*time.Minute, func() error {
-				doc, err := n.Patroni(ctx)
-				if err != nil {
-					return err
-				}
-				if doc["role"] != "primary" || doc["state"] != "running" {
-					return fmt.Errorf("role %v state %v", doc["role"], doc["state"])
-				}
-				return nil
-			})
+			waitRunningPrimary(ctx, t, n, 2*time.Minute)
 
 			out, err := c.Ctl(ctx, "list")
 			require.NoError(t, err, out)
