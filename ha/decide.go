@@ -1128,7 +1128,11 @@ func (x *cycle) walCompare(pool []*dcs.Member, checkLag bool, former string, nam
 			// The quorum leader never defers on priority: with a large
 			// quorum only it may be able to win (ahead == 0 rule below).
 			syncLeader := quorumMode && strings.EqualFold(x.c.Sync.Leader, x.me)
-			if !named && !syncLeader && p.LSN == myLSN && myPrio < p.Priority && m.Name != formerName {
+			// A peer on an older timeline than the cluster's cannot win
+			// (check_timeline), so deferring to it would leave the
+			// cluster without a leader: the simulation found that
+			// deadlock (seed 107912), which Patroni's rule has as well.
+			if !named && !syncLeader && p.LSN == myLSN && myPrio < p.Priority && m.Name != formerName && !x.olderTimeline(p) {
 				if !quorumMode || voter {
 					return vNoBecause(msg("%s has equally tolerable WAL position and priority %d, while this node has priority %d", m.Name, p.Priority, myPrio))
 				}

@@ -205,6 +205,20 @@ func TestDecide(t *testing.T) {
 			msg: "following a different leader because i am not the healthiest node: n3 has equally tolerable WAL position and priority 2, while this node has priority 1",
 		},
 		{
+			// The simulation found a cluster left without a leader when the
+			// most advanced node deferred on priority to a peer that
+			// check_timeline keeps from winning (seed 107912).
+			name: "unlocked: equal WAL, higher priority but older timeline: no deferring", spec: "§3.2 WAL comparison, check_timeline",
+			w: newWorld("n2", "").with(func(o *Observation) {
+				o.PG.Timeline = 2
+				p := replicaPeer
+				p.LSN, p.Priority = 0x3000000, 2
+				o.Peers = map[string]PeerStatus{"n1": {}, "n3": p}
+			}),
+			msg:     "promoted self to leader by acquiring session lock",
+			actions: []Action{AcquireLeader{}, Promote{}}, role: "promoted",
+		},
+		{
 			name: "unlocked: too far behind a live survivor", spec: "§3.2 lag check (live LSNs)",
 			w: newWorld("n2", "").with(func(o *Observation) {
 				o.PG.LSN = 0x1000000
