@@ -497,6 +497,18 @@ func (s *Store) waitReady(ctx context.Context) error {
 
 var errClosedDuringWait = errors.New("store closed")
 
+// objectsOf returns pointers to items as runtime.Objects.
+func objectsOf[T any, P interface {
+	*T
+	runtime.Object
+}](items []T) []runtime.Object {
+	out := make([]runtime.Object, len(items))
+	for i := range items {
+		out[i] = P(&items[i])
+	}
+	return out
+}
+
 // objectLister returns the list+watch stream of the cluster's ConfigMaps or
 // Endpoints.
 func (s *Store) objectLister() *lister {
@@ -509,11 +521,7 @@ func (s *Store) objectLister() *lister {
 			if err != nil {
 				return nil, "", err
 			}
-			out := make([]runtime.Object, len(r.Items))
-			for i := range r.Items {
-				out[i] = &r.Items[i]
-			}
-			return out, r.ResourceVersion, nil
+			return objectsOf(r.Items), r.ResourceVersion, nil
 		}
 		l.watch = api.Watch
 	} else {
@@ -523,11 +531,7 @@ func (s *Store) objectLister() *lister {
 			if err != nil {
 				return nil, "", err
 			}
-			out := make([]runtime.Object, len(r.Items))
-			for i := range r.Items {
-				out[i] = &r.Items[i]
-			}
-			return out, r.ResourceVersion, nil
+			return objectsOf(r.Items), r.ResourceVersion, nil
 		}
 		l.watch = api.Watch
 	}
@@ -574,11 +578,7 @@ func (s *Store) podLister() *lister {
 			if err != nil {
 				return nil, "", err
 			}
-			out := make([]runtime.Object, len(r.Items))
-			for i := range r.Items {
-				out[i] = &r.Items[i]
-			}
-			return out, r.ResourceVersion, nil
+			return objectsOf(r.Items), r.ResourceVersion, nil
 		},
 		watch:   api.Watch,
 		replace: s.replacePodsLocked,

@@ -235,33 +235,27 @@ func (s *Store) ttlString() string {
 // the resourceVersion seen while it was absent or expired, or a create
 // (spec/dcs-layout.md §8 "Acquire").
 func (s *Store) AcquireLeader(ctx context.Context) error {
-	if err := s.begin(ctx, "acquire leader", true); err != nil {
-		return err
-	}
-	ctx, cancel := s.withDeadline(ctx)
-	defer cancel()
-	if err := s.ready(ctx, "acquire leader"); err != nil {
-		return err
-	}
-	if err := s.acquire(ctx, false); err != nil {
-		return s.mapErr("acquire leader", err)
-	}
-	s.relabel(ctx)
-	return nil
+	return s.writeLeader(ctx, "acquire leader", false)
 }
 
 // TakeLeader implements dcs.Store: an unconditional write of the record.
 func (s *Store) TakeLeader(ctx context.Context) error {
-	if err := s.begin(ctx, "take leader", true); err != nil {
+	return s.writeLeader(ctx, "take leader", true)
+}
+
+// writeLeader is AcquireLeader (force false) and TakeLeader (force true);
+// op names the call in errors.
+func (s *Store) writeLeader(ctx context.Context, op string, force bool) error {
+	if err := s.begin(ctx, op, true); err != nil {
 		return err
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
-	if err := s.ready(ctx, "take leader"); err != nil {
+	if err := s.ready(ctx, op); err != nil {
 		return err
 	}
-	if err := s.acquire(ctx, true); err != nil {
-		return s.mapErr("take leader", err)
+	if err := s.acquire(ctx, force); err != nil {
+		return s.mapErr(op, err)
 	}
 	s.relabel(ctx)
 	return nil
