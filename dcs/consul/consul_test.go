@@ -203,8 +203,17 @@ func BenchmarkWakeLatency(b *testing.B) {
 }
 
 // spec/dcs-layout.md §6 and store.go "Liveness": when the leader's process
-// dies, its key disappears ttl after the last renewal (2 × the session TTL)
-// and another member takes it at once, the 1 ms lock-delay adding nothing.
+// dies, its key disappears ttl after the last renewal (2 × the session TTL),
+// the waiting member sees it go, and takes the key at once: the 1 ms
+// lock-delay does not refuse the acquire.
+//
+// Consul documents a session TTL as a lower bound: a session is never
+// invalidated before it, and may be reaped up to twice it later. The
+// server's timer is in fact always twice the TTL, which sessionTTL relies
+// on, so the key lives ttl. The bounds below catch a key that goes at one
+// session TTL (ttl/2) or lingers a second ttl (a session TTL of ttl); they
+// leave seconds for a loaded machine. How fast the watcher wakes is
+// BenchmarkWakeLatency's business.
 func TestLeaderExpiryOnProcessDeath(t *testing.T) {
 	skipShort(t)
 	agent := testutil.StartConsul(t)
@@ -246,11 +255,13 @@ func TestLeaderExpiryOnProcessDeath(t *testing.T) {
 	}
 	require.NoError(t, st.AcquireLeader(callCtx(t, 5*time.Second)), "lock-delay must not block the takeover")
 	took := time.Since(killed)
-	t.Logf("ttl %s (session TTL %s): leader key gone %s after the leader died, taken over after %s",
-		testTTL, sessionTTL(testTTL), gone.Round(time.Millisecond), took.Round(time.Millisecond))
-	require.GreaterOrEqual(t, gone, testTTL-500*time.Millisecond, "the key must live about ttl")
-	require.Less(t, gone, testTTL+time.Second, "the key must be gone ttl after the last renewal")
-	require.Less(t, took-gone, 500*time.Millisecond, "takeover right after expiry")
+	t.Logf("ttl %s (session TTL %s): leader key gone %s after the leader died, taken over after %s (%s after it went)",
+		testTTL, sessionTTL(testTTL), gone.Round(time.Millisecond), took.Round(time.Millisecond), (took - gone).Round(time.Millisecond))
+	// killed is after the helper's last renewal, so the key lived at least
+	// gone; the quarter ttl of slack covers the time from that renewal to
+	// the kill.
+	require.GreaterOrEqual(t, gone, testTTL-testTTL/4, "the key must live ttl (2 × the session TTL), not one session TTL")
+	require.Less(t, took, testTTL+lockDelay+testTTL/2, "the key must be gone, and taken over, about ttl after the last renewal")
 }
 
 // helperMember runs in a child process: it takes the leader key, says so
