@@ -17,9 +17,12 @@ import (
 // TestUnreachable checks the dcs.Store contract "every blocking method
 // returns by the context's deadline, with ErrUnavailable if the DCS did not
 // answer" against endpoints where nothing listens and a server that stops.
+//
+// The calls must return by the deadline, not by DialTimeout (10 s) or never;
+// slack leaves time for a loaded machine past the deadline.
 func TestUnreachable(t *testing.T) {
 	skipShort(t)
-	const deadline = time.Second
+	const deadline, slack = time.Second, 2 * time.Second
 	t.Run("nothing listens", func(t *testing.T) {
 		port := testutil.FreePort(t)
 		ctx, cancel := context.WithTimeout(t.Context(), deadline)
@@ -30,7 +33,7 @@ func TestUnreachable(t *testing.T) {
 		took := time.Since(start)
 		require.ErrorIs(t, err, dcs.ErrUnavailable)
 		require.ErrorContains(t, err, "connection refused", "the probe names the cause")
-		require.Less(t, took, deadline+300*time.Millisecond, "Open returns by the deadline (+ the 250 ms probe)")
+		require.Less(t, took, deadline+slack, "Open returns by the deadline (+ the 250 ms probe)")
 		t.Logf("Open against a closed port: %s: %v", took.Round(time.Millisecond), err)
 	})
 	t.Run("server stopped", func(t *testing.T) {
@@ -56,7 +59,8 @@ func TestUnreachable(t *testing.T) {
 				err := op.fn(ctx)
 				took := time.Since(start)
 				require.ErrorIs(t, err, dcs.ErrUnavailable)
-				require.Less(t, took, deadline+100*time.Millisecond, "returns by the deadline")
+				require.Less(t, took, deadline+slack, "returns by the deadline")
+				t.Logf("%s returned after %s", op.name, took.Round(time.Millisecond))
 			})
 		}
 	})

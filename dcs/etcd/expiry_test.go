@@ -80,7 +80,9 @@ func TestLeaderExpiry(t *testing.T) {
 		c, err := replica.Cluster(t.Context())
 		require.NoError(t, err)
 		require.False(t, c.IsLocked(), "round %d: the replica's snapshot shows no leader", round)
-		require.LessOrEqual(t, expiry, ttl+time.Second, "round %d: key gone within ttl+1s of the last renewal", round)
+		// Generous, for a loaded machine: layout_test checks the lease TTL
+		// itself, this only that the lease does expire about then.
+		require.Less(t, expiry, ttl+2*time.Second, "round %d: key gone within ttl + 2 s of the last renewal", round)
 		require.GreaterOrEqual(t, deleted.Sub(before), ttl, "round %d: key kept for ttl", round)
 	}
 	sort.Slice(expiries, func(i, j int) bool { return expiries[i] < expiries[j] })

@@ -86,7 +86,8 @@ func (c *cutter) Cut() {
 // how long its leader znode outlives the cut (spec/dcs-layout.md §7:
 // session timeout = ttl; §10.2: expiry about ttl after the last renewal)
 // and that a waiting member's Changes fires when the znode is gone, well
-// within ttl (§10.6; ARCHITECTURE.md "Timing"). It prints how soon;
+// within ttl (§10.6; ARCHITECTURE.md "Timing"). The bounds leave seconds
+// for a loaded machine; the test prints the figures and
 // BenchmarkWakeLatency measures the wake-up speed.
 func TestLeaderExpiryAndWake(t *testing.T) {
 	if testing.Short() {
@@ -158,7 +159,8 @@ func TestLeaderExpiryAndWake(t *testing.T) {
 	expiry, wake := goneAt.Sub(cutAt), wokeAt.Sub(goneAt)
 	t.Logf("ttl %s: leader znode gone %s after the link was cut; waiting member woken %s after a plain client's watch saw it (negative: before)",
 		testTTL, expiry.Round(time.Millisecond), wake.Round(10*time.Microsecond))
-	require.LessOrEqual(t, expiry, testTTL+time.Second, "§10.2: expiry within ttl + 1s")
+	// A generous bound: it still catches a session timeout of twice ttl.
+	require.Less(t, expiry, testTTL+testTTL/2, "§10.2: expiry about ttl after the last renewal")
 	require.Less(t, wake, testTTL/2, "§10.6: the waiter wakes well within ttl of the deletion (speed: BenchmarkWakeLatency)")
 
 	c, err = b.Cluster(t.Context())
