@@ -348,7 +348,7 @@ func TestConsulDown(t *testing.T) {
 	// The restarted agent's process waiter belongs to the agent, not to the
 	// store under test.
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("github.com/pgwarden/pgwarden/internal/testutil.(*ConsulAgent).Start.func1"))
+		goleak.IgnoreAnyFunction("github.com/pgwarden/pgwarden/internal/testutil.startProcess.func1"))
 	st, err := New(Config{Address: agent.Addr(), Scope: "down", Name: "pg0", TTL: testTTL,
 		WatchWait: 5 * time.Second, Logger: testutil.Logger(t)})
 	require.NoError(t, err)

@@ -72,8 +72,7 @@ type ConsulAgent struct {
 	token string // sent with probes
 
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd exited
+	proc   *process // nil when not started, or stopped
 	paused bool
 }
 
@@ -145,56 +144,38 @@ func StartConsulWith(t testing.TB, opts ConsulOptions) *ConsulAgent {
 func (a *ConsulAgent) Start() {
 	a.t.Helper()
 	a.mu.Lock()
-	if a.cmd == nil {
+	if a.proc == nil {
 		if err := os.MkdirAll(filepath.Join(a.Dir, "data"), 0o755); err != nil {
-			a.mu.Unlock()
-			a.t.Fatalf("consul: %v", err)
-		}
-		logf, err := os.OpenFile(filepath.Join(a.Dir, "consul.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
 			a.mu.Unlock()
 			a.t.Fatalf("consul: %v", err)
 		}
 		cmd := exec.Command(a.bin, a.args...)
 		cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1")
-		cmd.Stdout, cmd.Stderr = logf, logf
+		// Signals go to the agent's process group (process.signal).
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			_ = logf.Close()
+		p, err := startProcess(cmd, filepath.Join(a.Dir, "consul.log"), 0o644)
+		if err != nil {
 			a.mu.Unlock()
 			a.t.Fatalf("consul: start %s: %v", a.bin, err)
 		}
-		done := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			_ = logf.Close()
-			close(done)
-		}()
-		a.cmd, a.done, a.paused = cmd, done, false
+		a.proc, a.paused = p, false
 	}
-	done := a.done
+	p := a.proc
 	a.mu.Unlock()
-	a.waitServing(done)
+	a.waitServing(p)
 }
 
 // waitServing waits until the agent has a leader and its node is
 // registered, or fails the test with the tail of the log.
-func (a *ConsulAgent) waitServing(done <-chan struct{}) {
+func (a *ConsulAgent) waitServing(p *process) {
 	a.t.Helper()
-	deadline := time.Now().Add(consulStartTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			a.t.Fatalf("consul: agent exited during start-up\n%s", a.logTail())
-		default:
-		}
-		if last = a.probe(); last == nil {
-			return
-		}
-		time.Sleep(consulProbeEvery)
+	err := p.waitReady(consulStartTimeout, consulProbeEvery, a.probe)
+	if errors.Is(err, errExited) {
+		a.t.Fatalf("consul: agent exited during start-up\n%s", a.logTail())
 	}
-	a.t.Fatalf("consul: agent not serving after %s: %v\n%s", consulStartTimeout, last, a.logTail())
+	if err != nil {
+		a.t.Fatalf("consul: agent not serving: %v\n%s", err, a.logTail())
+	}
 }
 
 // probe checks leadership and the node's catalog entry.
@@ -251,22 +232,16 @@ func (a *ConsulAgent) Kill() { a.stop(syscall.SIGKILL) }
 
 func (a *ConsulAgent) stop(sig syscall.Signal) {
 	a.mu.Lock()
-	cmd, done, paused := a.cmd, a.done, a.paused
-	a.cmd, a.done, a.paused = nil, nil, false
+	p, paused := a.proc, a.paused
+	a.proc, a.paused = nil, false
 	a.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return
 	}
 	if paused {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+		_ = p.signal(syscall.SIGCONT)
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, sig)
-	select {
-	case <-done:
-	case <-time.After(consulStopTimeout):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	p.stop(sig, consulStopTimeout)
 }
 
 // Pause freezes the agent with SIGSTOP: connections stay open but nothing
@@ -279,10 +254,10 @@ func (a *ConsulAgent) Resume() { a.signal(syscall.SIGCONT, false) }
 func (a *ConsulAgent) signal(sig syscall.Signal, paused bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd == nil {
+	if a.proc == nil {
 		a.t.Fatalf("consul: agent is not running")
 	}
-	if err := syscall.Kill(-a.cmd.Process.Pid, sig); err != nil {
+	if err := a.proc.signal(sig); err != nil {
 		a.t.Fatalf("consul: signal %v: %v", sig, err)
 	}
 	a.paused = paused

@@ -80,8 +80,7 @@ type DaemonNode struct {
 
 	bin  string
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *process // nil when not started, or stopped
 }
 
 // APIURL returns the base URL of the node's REST API.
@@ -92,52 +91,33 @@ func (n *DaemonNode) Start(t testing.TB) {
 	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd != nil {
+	if n.proc != nil {
 		t.Fatalf("testutil: daemon %s already running", n.Name)
 	}
-	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatalf("testutil: daemon log: %v", err)
-	}
 	cmd := exec.Command(n.bin, n.ConfigPath)
-	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "PGWARDEN_LOG_LEVEL=INFO")
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
+	p, err := startProcess(cmd, n.LogPath, 0o644)
+	if err != nil {
 		t.Fatalf("testutil: start daemon %s: %v", n.Name, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = f.Close()
-		close(done)
-	}()
-	n.cmd, n.done = cmd, done
+	n.proc = p
 }
 
 // Running reports whether the daemon process is running.
 func (n *DaemonNode) Running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
+	return n.proc.running()
 }
 
 // PID returns the daemon process id (0 when not started by Start).
 func (n *DaemonNode) PID() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.Process == nil {
+	if n.proc == nil {
 		return 0
 	}
-	return n.cmd.Process.Pid
+	return n.proc.pid()
 }
 
 // Kill sends SIGKILL to the daemon and waits for it to exit. Postgres,
@@ -156,21 +136,19 @@ func (n *DaemonNode) Stop(timeout time.Duration) {
 // the process exited (or was not running).
 func (n *DaemonNode) signal(sig syscall.Signal, wait time.Duration) bool {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return true
 	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-		n.mu.Lock()
-		n.cmd = nil
-		n.mu.Unlock()
-		return true
-	case <-time.After(wait):
+	_ = p.signal(sig)
+	if !p.wait(wait) {
 		return false
 	}
+	n.mu.Lock()
+	n.proc = nil
+	n.mu.Unlock()
+	return true
 }
 
 // PostmasterPID reads the postmaster's pid from postmaster.pid (0 when

@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -43,8 +44,7 @@ type EtcdProcess struct {
 	PeerPort   int
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *process // nil once stopped
 }
 
 // Endpoint returns the client URL.
@@ -60,10 +60,6 @@ func StartEtcdProcess(t testing.TB) *EtcdProcess {
 	p := &EtcdProcess{Name: "etcd0", Dir: t.TempDir(), ClientPort: ports[0], PeerPort: ports[1]}
 	peer := "http://127.0.0.1:" + strconv.Itoa(p.PeerPort)
 	logPath := filepath.Join(p.Dir, "etcd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("testutil: etcd log: %v", err)
-	}
 	cmd := exec.Command(bin,
 		"--name", p.Name, "--data-dir", filepath.Join(p.Dir, "data"),
 		"--listen-client-urls", p.Endpoint(), "--advertise-client-urls", p.Endpoint(),
@@ -73,40 +69,35 @@ func StartEtcdProcess(t testing.TB) *EtcdProcess {
 		"--heartbeat-interval", strconv.Itoa(int(etcdHeartbeat/time.Millisecond)),
 		"--election-timeout", strconv.Itoa(int(etcdElection/time.Millisecond)),
 		"--logger=zap", "--log-outputs=stderr")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	proc, err := startProcess(cmd, logPath, 0o666)
+	if err != nil {
 		t.Fatalf("testutil: start etcd: %v", err)
 	}
-	p.cmd, p.done = cmd, make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logFile.Close()
-		close(p.done)
-	}()
+	p.proc = proc
 	t.Cleanup(p.Stop)
 
-	deadline := time.Now().Add(etcdStartTimeout)
 	client := &http.Client{Timeout: time.Second}
-	for {
+	err = proc.waitReady(etcdStartTimeout, 50*time.Millisecond, func() error {
 		resp, err := client.Get(p.Endpoint() + "/health")
-		if err == nil {
-			body := new(bytes.Buffer)
-			_, _ = body.ReadFrom(resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(body.String(), `"true"`) {
-				return p
-			}
+		if err != nil {
+			return err
 		}
-		select {
-		case <-p.done:
-			t.Fatalf("testutil: etcd exited during start-up; log:\n%s", tail(logPath))
-		case <-time.After(50 * time.Millisecond):
+		body := new(bytes.Buffer)
+		_, _ = body.ReadFrom(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body.String(), `"true"`) {
+			return fmt.Errorf("/health: %s: %s", resp.Status, strings.TrimSpace(body.String()))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testutil: etcd not healthy after %s; log:\n%s", etcdStartTimeout, tail(logPath))
-		}
+		return nil
+	})
+	if errors.Is(err, errExited) {
+		t.Fatalf("testutil: etcd exited during start-up; log:\n%s", tail(logPath))
 	}
+	if err != nil {
+		t.Fatalf("testutil: etcd not healthy: %v; log:\n%s", err, tail(logPath))
+	}
+	return p
 }
 
 // Stop terminates the process (SIGTERM, SIGKILL after a grace period) and
@@ -114,17 +105,11 @@ func StartEtcdProcess(t testing.TB) *EtcdProcess {
 func (p *EtcdProcess) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
+	if p.proc == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(etcdStopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd = nil
+	p.proc.stop(syscall.SIGTERM, etcdStopTimeout)
+	p.proc = nil
 }
 
 func tail(path string) string {

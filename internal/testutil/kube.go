@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -69,8 +68,7 @@ type KubeAPIServer struct {
 	args []string
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *process // nil when stopped
 }
 
 // Host returns the server URL.
@@ -170,29 +168,18 @@ func (k *KubeAPIServer) prepare(caFile string, serving Cert) error {
 func (k *KubeAPIServer) Start() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.cmd != nil {
+	if k.proc != nil {
 		return nil
 	}
 	logPath := filepath.Join(k.Dir, "kube-apiserver.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("kube-apiserver log: %w", err)
-	}
 	cmd := exec.Command(k.bin, k.args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
+	p, err := startProcess(cmd, logPath, 0o600)
+	if err != nil {
 		return fmt.Errorf("start kube-apiserver: %w", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logFile.Close()
-		close(done)
-	}()
-	k.cmd, k.done = cmd, done
-	if err := k.waitReady(done); err != nil {
+	k.proc = p
+	if err := k.waitReady(p); err != nil {
 		k.stopLocked()
 		return fmt.Errorf("%w; log:\n%s", err, tail(logPath))
 	}
@@ -200,26 +187,17 @@ func (k *KubeAPIServer) Start() error {
 }
 
 // waitReady polls /readyz until it answers ok.
-func (k *KubeAPIServer) waitReady(done <-chan struct{}) error {
+func (k *KubeAPIServer) waitReady(p *process) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(k.CACert)
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	}}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(kubeStartTimeout)
-	for {
-		if err := k.probe(client); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("kube-apiserver not ready after %s: %w", kubeStartTimeout, err)
-		}
-		select {
-		case <-done:
-			return errors.New("kube-apiserver exited during start-up")
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := p.waitReady(kubeStartTimeout, 100*time.Millisecond, func() error { return k.probe(client) }); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
 	}
+	return nil
 }
 
 func (k *KubeAPIServer) probe(client *http.Client) error {
@@ -257,26 +235,19 @@ func (k *KubeAPIServer) Stop() {
 func (k *KubeAPIServer) Kill() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.cmd == nil {
+	if k.proc == nil {
 		return
 	}
-	_ = k.cmd.Process.Kill()
-	<-k.done
-	k.cmd = nil
+	k.proc.stop(syscall.SIGKILL, kubeStopTimeout)
+	k.proc = nil
 }
 
 func (k *KubeAPIServer) stopLocked() {
-	if k.cmd == nil {
+	if k.proc == nil {
 		return
 	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(kubeStopTimeout):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
-	k.cmd = nil
+	k.proc.stop(syscall.SIGTERM, kubeStopTimeout)
+	k.proc = nil
 }
 
 // Close stops the API server and its etcd.

@@ -51,8 +51,7 @@ type ZooKeeperServer struct {
 	cfgPath string
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exited
+	proc *process // nil when not started, or stopped
 }
 
 // Addr returns "127.0.0.1:<client port>".
@@ -194,12 +193,8 @@ func (s *ZooKeeperServer) launch() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return
-	}
-	logf, err := os.OpenFile(filepath.Join(s.Dir, "zk.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.t.Fatalf("zookeeper: open log: %v", err)
 	}
 	// Without a logging binding on the classpath the server logs nothing
 	// (SLF4J falls back to NOP) and starts about twice as fast; set
@@ -215,34 +210,18 @@ func (s *ZooKeeperServer) launch() {
 		"-cp", cp,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", s.cfgPath)
 	cmd.Dir = s.Dir
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	p, err := startProcess(cmd, s.logPath(), 0o644)
+	if err != nil {
 		s.t.Fatalf("zookeeper: start java: %v (%s)", err, zkInstallHint)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
+	s.proc = p
 }
 
 // Running reports whether the server process is running.
 func (s *ZooKeeperServer) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
+	return s.proc.running()
 }
 
 // Start starts a stopped server again (same data directory and ports) and
@@ -264,57 +243,39 @@ func (s *ZooKeeperServer) Kill() { s.stop(syscall.SIGKILL) }
 func (s *ZooKeeperServer) stop(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(sig)
-	select {
-	case <-s.done:
-	case <-time.After(zkStopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd, s.done = nil, nil
+	s.proc.stop(sig, zkStopTimeout)
+	s.proc = nil
 }
 
 // waitServing waits until the server answers "srvr" with a mode (standalone,
 // leader or follower), which it does only once it serves client requests.
 func (s *ZooKeeperServer) waitServing() {
 	s.t.Helper()
-	deadline := time.Now().Add(zkStartTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		s.mu.Lock()
-		done := s.done
-		s.mu.Unlock()
-		if done == nil {
-			s.t.Fatalf("zookeeper %d: not started", s.ID)
-		}
-		select {
-		case <-done:
-			s.t.Fatalf("zookeeper %d exited during start-up; log:\n%s", s.ID, s.logTail())
-		default:
-		}
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatalf("zookeeper %d: not started", s.ID)
+	}
+	err := p.waitReady(zkStartTimeout, zkProbeInterval, func() error {
 		out, err := ZooKeeperCommand(s.Addr(), "srvr")
-		if err == nil && strings.Contains(out, "Mode: ") {
-			return
-		}
-		if err == nil {
+		if err == nil && !strings.Contains(out, "Mode: ") {
 			err = fmt.Errorf("not serving yet: %q", strings.TrimSpace(out))
 		}
-		last = err
-		time.Sleep(zkProbeInterval)
+		return err
+	})
+	if errors.Is(err, errExited) {
+		s.t.Fatalf("zookeeper %d exited during start-up; log:\n%s", s.ID, tail(s.logPath()))
 	}
-	s.t.Fatalf("zookeeper %d on %s not serving after %s: %v; log:\n%s", s.ID, s.Addr(), zkStartTimeout, last, s.logTail())
+	if err != nil {
+		s.t.Fatalf("zookeeper %d on %s: %v; log:\n%s", s.ID, s.Addr(), err, tail(s.logPath()))
+	}
 }
 
-func (s *ZooKeeperServer) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(s.Dir, "zk.log"))
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
+func (s *ZooKeeperServer) logPath() string { return filepath.Join(s.Dir, "zk.log") }
 
 // ZooKeeperCommand sends a four-letter-word command ("ruok", "srvr", "mntr")
 // and returns the answer. The whole exchange is bounded by one second: a

@@ -1,0 +1,112 @@
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// process is one server process a helper started (a daemon, ZooKeeper,
+// Consul, etcd, kube-apiserver): its output goes to a log file, and done
+// closes once it has exited and the log is closed. The owner keeps it
+// under its own mutex and drops it after a stop, so that Start can launch
+// a new one.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// errExited is returned by waitReady when the process exits first.
+var errExited = errors.New("exited during start-up")
+
+// startProcess starts cmd with stdout and stderr appended to logPath
+// (created with perm if missing).
+func startProcess(cmd *exec.Cmd, logPath string, perm os.FileMode) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, perm)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// running reports whether p was started and has not exited; p may be nil.
+func (p *process) running() bool {
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// pid returns the process id.
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// signal sends sig to the process, or to its whole process group when it
+// was started in a group of its own (SysProcAttr.Setpgid), so that what it
+// forked gets the signal too.
+func (p *process) signal(sig syscall.Signal) error {
+	if a := p.cmd.SysProcAttr; a != nil && a.Setpgid {
+		return syscall.Kill(-p.pid(), sig)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// wait waits up to timeout for the exit and reports whether it came.
+func (p *process) wait(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// stop sends sig, waits up to grace for the exit, then sends SIGKILL and
+// waits for the exit.
+func (p *process) stop(sig syscall.Signal, grace time.Duration) {
+	_ = p.signal(sig)
+	if !p.wait(grace) {
+		_ = p.signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// waitReady calls probe every interval until it returns nil. It returns
+// errExited if the process exits first, and the last probe error once
+// timeout has passed.
+func (p *process) waitReady(timeout, interval time.Duration, probe func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if !p.running() {
+			return errExited
+		}
+		err := probe()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %s: %w", timeout, err)
+		}
+		if p.wait(interval) {
+			return errExited
+		}
+	}
+}
