@@ -146,6 +146,12 @@ func TestPrimaryAndReplicaStream(t *testing.T) {
 	require.Equal(t, 1, rst.Timeline)
 	require.Equal(t, pst.SystemID, rst.SystemID)
 	require.NotZero(t, rst.ReplayLSN)
+	// A replica keeps a connection ready for its promotion, so that a
+	// switchover does not wait for a new backend.
+	var promoteConns int
+	require.NoError(t, r.conn(t).QueryRow(ctx,
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'Patroni promote'").Scan(&promoteConns))
+	require.Equal(t, 1, promoteConns)
 
 	// A second WriteConfig with the same inputs changes nothing.
 	up := p.upstream()

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Sentinel errors.
@@ -63,10 +61,10 @@ type Manager struct {
 	// lifecycle serializes lifecycle operations.
 	lifecycle sync.Mutex
 
-	// connMu guards conn and is held for a whole query, so that queries
-	// on the one long-lived connection never interleave.
-	connMu sync.Mutex
-	conn   *pgx.Conn
+	// obs is the observation connection (State and the queries of the HA
+	// loop and REST API). ctl is used by promotion alone, so that a
+	// promotion never queues behind a status refresh.
+	obs, ctl session
 
 	mu   sync.Mutex // guards the fields below
 	role Role
@@ -104,7 +102,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("member", cfg.Name)}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("member", cfg.Name), obs: session{app: "heartbeat"}, ctl: session{app: "promote"}}
 	if cfg.RunAs != "" {
 		u, err := user.Lookup(cfg.RunAs)
 		if err != nil {

@@ -1,15 +1,18 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgwarden/pgwarden/callbacks"
@@ -218,8 +221,34 @@ func TestReloadRestartFollow(t *testing.T) {
 		})
 	})
 	t.Run("stop reports the shutdown checkpoint", func(t *testing.T) {
+		// The backends that can leave before the fast shutdown do, while
+		// a client still writes: the manager's connection and the logical
+		// replication launcher.
+		_, err := p.m.State(ctx)
+		require.NoError(t, err)
+		client := p.conn(t)
+		_, err = client.Exec(ctx, "CREATE TABLE stop_probe (v int)")
+		require.NoError(t, err)
+		rows, err := client.Query(ctx, `SELECT pid FROM pg_stat_activity
+  WHERE backend_type = 'logical replication launcher' OR application_name = 'Patroni heartbeat' ORDER BY backend_type`)
+		require.NoError(t, err)
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		require.NoError(t, err)
+		require.Len(t, pids, 2, "the launcher and the manager's observation connection")
+		var alive []int32
+		var writeErr error
+		before := func() {
+			for _, pid := range pids {
+				if syscall.Kill(int(pid), 0) == nil && !zombie(int(pid)) {
+					alive = append(alive, pid)
+				}
+			}
+			_, writeErr = client.Exec(ctx, "INSERT INTO stop_probe VALUES (1)")
+		}
 		var got postgres.LSN
-		require.NoError(t, p.m.Stop(ctx, postgres.StopOptions{OnShutdown: func(l postgres.LSN) { got = l }}))
+		require.NoError(t, p.m.Stop(ctx, postgres.StopOptions{OnShutdown: func(l postgres.LSN) { got = l }, BeforeSignal: before}))
+		require.Empty(t, alive, "backends still running when the shutdown was signalled")
+		require.NoError(t, writeErr, "a client writes until the shutdown is signalled")
 		cd, err := p.m.ControlData(ctx)
 		require.NoError(t, err)
 		require.Equal(t, cd.CheckpointLSN, got)
@@ -286,4 +315,14 @@ func TestStillStartingAndSafepoint(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// zombie reports whether pid has exited and waits for its parent.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }

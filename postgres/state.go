@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -134,37 +135,86 @@ func (m *Manager) connect(ctx context.Context, u User, purpose string, params ma
 	return c, nil
 }
 
-// withConn runs fn on the long-lived connection, connecting when needed;
-// a failure that is not a SQL error drops the connection so that the next
-// call reconnects.
-func (m *Manager) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
-	m.connMu.Lock()
-	defer m.connMu.Unlock()
-	if m.conn == nil || m.conn.IsClosed() {
-		c, err := m.connect(ctx, m.cfg.Superuser, "heartbeat", nil)
+// session is one long-lived connection to the local server. Its mutex is
+// held for a whole query, so that queries on it never interleave.
+type session struct {
+	app  string // purpose, in application_name "Patroni <app>"
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+// run runs fn on s, connecting when needed; a failure that is not a SQL
+// error drops the connection so that the next call reconnects.
+func (m *Manager) run(ctx context.Context, s *session, fn func(*pgx.Conn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.conn.IsClosed() {
+		c, err := m.connect(ctx, m.cfg.Superuser, s.app, nil)
 		if err != nil {
 			return err
 		}
-		m.conn = c
+		s.conn = c
 	}
-	err := fn(m.conn)
+	err := fn(s.conn)
 	var pgErr *pgconn.PgError
 	if err != nil && !errors.As(err, &pgErr) {
-		m.conn.Close(context.Background())
-		m.conn = nil
+		s.conn.Close(context.Background())
+		s.conn = nil
 	}
 	return err
 }
 
-func (m *Manager) closeConn() {
-	m.connMu.Lock()
-	defer m.connMu.Unlock()
-	if m.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		m.conn.Close(ctx)
-		cancel()
-		m.conn = nil
+// adopt makes c the session's connection when it has none; it reports
+// whether it did (otherwise the caller still owns c).
+func (s *session) adopt(c *pgx.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && !s.conn.IsClosed() {
+		return false
 	}
+	s.conn = c
+	return true
+}
+
+// open reports whether the session holds a connection.
+func (s *session) open() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil && !s.conn.IsClosed()
+}
+
+// close closes the session's connection, if any, and returns the
+// process ID of the backend that served it (0 if none was open).
+func (s *session) close() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return 0
+	}
+	pid := int(s.conn.PgConn().PID())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s.conn.Close(ctx)
+	cancel()
+	s.conn = nil
+	return pid
+}
+
+// withConn runs fn on the observation connection (State, queries of the
+// HA loop and the REST API).
+func (m *Manager) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	return m.run(ctx, &m.obs, fn)
+}
+
+// closeConn closes both long-lived connections and returns the process
+// IDs of the backends that served them.
+func (m *Manager) closeConn() []int {
+	var pids []int
+	for _, s := range []*session{&m.obs, &m.ctl} {
+		if pid := s.close(); pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // Exec runs a statement on the local server over the observation
@@ -276,7 +326,23 @@ func (m *Manager) State(ctx context.Context) (State, error) {
 		return s, fmt.Errorf("postgres: read state: %w", err)
 	}
 	s.Accepting = true
+	if s.InRecovery {
+		m.warmPromote(ctx)
+	}
 	return s, nil
+}
+
+// warmPromote opens the promotion connection of a replica ahead of time:
+// a new backend costs tens of milliseconds on a busy host, too much to pay
+// in the middle of a switchover. A failure is left to the promotion, which
+// connects again.
+func (m *Manager) warmPromote(ctx context.Context) {
+	if m.ctl.open() {
+		return
+	}
+	if err := m.run(ctx, &m.ctl, func(*pgx.Conn) error { return nil }); err != nil {
+		m.log.Debug("promotion connection not opened", "error", err)
+	}
 }
 
 // PendingRestart returns the parameters the server reports as
