@@ -483,7 +483,7 @@ func TestPauseSwitchover(t *testing.T) {
 		o.Cluster.Config.Data["pause"] = true
 		o.Cluster.Failover = &dcs.Failover{Leader: "n1", Candidate: "n2", Version: "9"}
 	}).o)
-	require.Equal(t, []Action{AcquireLeader{}, RewriteFailover{Candidate: "n2", Version: "9"}, Promote{}}, d.Actions)
+	require.Equal(t, []Action{AcquireLeader{}, Promote{}, RewriteFailover{Candidate: "n2", Version: "9"}}, d.Actions)
 }
 
 func TestDemoteModes(t *testing.T) {

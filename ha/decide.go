@@ -874,12 +874,12 @@ func (x *cycle) decideLeaderRace() Decision {
 		}
 		return d
 	}
-	acts := []Action{AcquireLeader{}}
+	var failover []Action
 	if f := x.c.Failover; f != nil {
 		if x.s.Paused && f.Leader != "" && f.Candidate != "" {
-			acts = append(acts, RewriteFailover{Candidate: f.Candidate, Version: f.Version})
+			failover = append(failover, RewriteFailover{Candidate: f.Candidate, Version: f.Version})
 		} else {
-			acts = append(acts, ClearFailover{Version: f.Version})
+			failover = append(failover, ClearFailover{Version: f.Version})
 		}
 	}
 	var d Decision
@@ -888,7 +888,19 @@ func (x *cycle) decideLeaderRace() Decision {
 	} else {
 		d = x.enforcePrimary("acquired session lock as a leader", "promoted self to leader by acquiring session lock")
 	}
-	d.Actions = append(acts, d.Actions...)
+	// The promotion starts before the failover key is cleared (Patroni
+	// clears it first): Promote only starts the operation, so the DCS
+	// write runs while Postgres promotes instead of delaying it by a round
+	// trip in every switchover. The key is the lock holder's to clear
+	// either way, and a key left behind by a crash in between names a
+	// leader that no longer holds the lock, which the next leader clears.
+	acts := []Action{AcquireLeader{}}
+	if n := len(d.Actions); n > 0 && d.Actions[n-1] == (Promote{}) {
+		acts = append(append(acts, d.Actions...), failover...)
+	} else {
+		acts = append(append(acts, failover...), d.Actions...)
+	}
+	d.Actions = acts
 	return d
 }
 

@@ -300,7 +300,7 @@ func TestDecide(t *testing.T) {
 				o.Cluster.Failover = &dcs.Failover{Leader: "n1", Candidate: "n2", Version: "7"}
 			}),
 			msg:     "promoted self to leader by acquiring session lock",
-			actions: []Action{AcquireLeader{}, ClearFailover{Version: "7"}, Promote{}}, role: "promoted",
+			actions: []Action{AcquireLeader{}, Promote{}, ClearFailover{Version: "7"}}, role: "promoted",
 		},
 		{
 			name: "DCS unreachable: primary demotes offline", spec: "§12",
