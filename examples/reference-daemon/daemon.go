@@ -278,6 +278,8 @@ type daemon struct {
 	versionPM  time.Time
 	// kick asks statusLoop for a refresh now (the postmaster exited).
 	kick chan struct{}
+	// promoted tells statusLoop that a promotion finished.
+	promoted chan struct{}
 	// primaryReady is whether the last published status made GET
 	// /primary answer 200 (statusLoop goroutine only; for the debug log).
 	primaryReady bool
@@ -369,13 +371,9 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return fmt.Errorf("postgres manager: %w", err)
 	}
 	defer m.Close()
-	kick := make(chan struct{}, 1)
-	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind, changed: func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}}
+	kick, promoted := make(chan struct{}, 1), make(chan struct{}, 1)
+	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind,
+		changed: func() { poke(kick) }, promoted: func() { poke(promoted) }}
 	adapter.setStandby(settings.StandbyCluster)
 	adapter.history = func(ctx context.Context) (*dcs.TimelineHistory, error) {
 		cl, err := h.store.Cluster(ctx)
@@ -388,7 +386,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	d := &daemon{path: path, log: log, pg: m, pga: adapter, store: h.store, stop: stop, lastRaw: lastRaw}
 	d.cfg.Store(c)
 	d.reload = make(chan struct{}, 1)
-	d.kick = kick
+	d.kick, d.promoted = kick, promoted
 	tlsCfg, err := api.ServerTLSConfig(c.RestAPI)
 	if err != nil {
 		return fmt.Errorf("restapi tls: %w", err)
@@ -595,6 +593,8 @@ func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 			return
 		case <-t.C:
 		case <-d.kick:
+		case <-d.promoted:
+			d.publishPromoted()
 		case <-d.node.StatusChanged():
 			d.dropLeadership()
 		case <-d.reload:
@@ -624,6 +624,46 @@ func (d *daemon) dropLeadership() {
 	s := *cur
 	s.LeaderUntil = time.Time{}
 	d.status.Store(&s)
+}
+
+// publishPromoted publishes at once that Postgres left recovery, before
+// the refresh that queries it: the promotion has just seen it accept
+// writes, and GET /primary should say so without waiting for a status
+// query on a server busy with its end-of-recovery checkpoint.
+func (d *daemon) publishPromoted() {
+	hs := d.node.Status()
+	if hs == nil {
+		return
+	}
+	if s := promotedStatus(d.status.Load(), hs.LeaseValidUntil, time.Now()); s != nil {
+		d.publishStatus(s)
+	}
+}
+
+// promotedStatus is cur as a promoted primary that holds the lease until
+// leaseUntil, or nil when there is nothing to publish (no status from a
+// running server yet, or the lease is not held). Until the next refresh
+// the document keeps the replica's timeline and gives its last position
+// as the primary's.
+func promotedStatus(cur *api.Status, leaseUntil, now time.Time) *api.Status {
+	if cur == nil || !cur.QueryOK || !now.Before(leaseUntil) {
+		return nil
+	}
+	s := *cur
+	s.Role, s.State, s.LeaderUntil = "primary", "running", leaseUntil
+	s.XLogLocation = max(cur.ReplayedLocation, cur.ReceivedLocation)
+	s.ReceivedLocation, s.ReplayedLocation, s.ReplicationState, s.ReplayPaused = 0, 0, "", false
+	s.ReplayedTimestamp = nil
+	return &s
+}
+
+// poke sends on a channel of capacity 1 without blocking: a signal
+// already pending stands for this one.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // clusterWithin reads the cluster with a deadline.

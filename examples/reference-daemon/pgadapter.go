@@ -50,8 +50,9 @@ type pgAdapter struct {
 	versionPM  time.Time
 
 	// changed is called after a start or promotion succeeded, so the
-	// REST API's cached status is refreshed at once.
-	changed func()
+	// REST API's cached status is refreshed at once; promoted before it
+	// after a promotion.
+	changed, promoted func()
 
 	// standby is set in a standby cluster, whose leader follows the
 	// remote primary (ha.RemoteName) through standbySlot ("" = no slot);
@@ -372,6 +373,9 @@ func (p *pgAdapter) Promote(ctx context.Context) error {
 		return fmt.Errorf("promote: %w", err)
 	}
 	p.setUpstream("")
+	if p.promoted != nil {
+		p.promoted()
+	}
 	p.notify()
 	return nil
 }
