@@ -100,7 +100,8 @@ type fakeController struct {
 	scheduled  bool
 	reinitErr  error
 	lsn        *dcs.LSN
-	block      chan struct{} // Restart blocks until closed
+	failsafe   FailsafeRequest // the last heartbeat received
+	block      chan struct{}   // Restart blocks until closed
 	woken      atomic.Int32
 }
 
@@ -147,7 +148,16 @@ func (f *fakeController) Reinitialize(_ context.Context, r ReinitializeRequest) 
 
 func (f *fakeController) Failsafe(_ context.Context, r FailsafeRequest) (*dcs.LSN, error) {
 	f.record("failsafe " + r.Name)
+	f.mu.Lock()
+	f.failsafe = r
+	f.mu.Unlock()
 	return f.lsn, nil
+}
+
+func (f *fakeController) lastFailsafe() FailsafeRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failsafe
 }
 
 func (f *fakeController) Wake()     { f.woken.Add(1) }

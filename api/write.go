@@ -422,8 +422,8 @@ func (h *Handler) postFailsafe(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusInternalServerError, "Running as a leader")
 		return
 	}
-	var req FailsafeRequest
-	if err := json.Unmarshal(raw, &req); err != nil {
+	req, err := parseFailsafe(raw)
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "Bad request")
 		return
 	}
@@ -440,6 +440,37 @@ func (h *Handler) postFailsafe(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("lsn", strconv.FormatUint(uint64(*lsn), 10))
 	}
 	writeText(w, 200, "Accepted")
+}
+
+// parseFailsafe reads a POST /failsafe body. name, conn_url and api_url
+// must be strings when present. slots is read entry by entry and only
+// non-negative integers are kept: a refused heartbeat makes the primary
+// demote, and Patroni accepts the heartbeat whatever its slots hold.
+func parseFailsafe(raw []byte) (FailsafeRequest, error) {
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return FailsafeRequest{}, fmt.Errorf("failsafe body: %w", err)
+	}
+	var req FailsafeRequest
+	for key, dst := range map[string]*string{"name": &req.Name, "conn_url": &req.ConnURL, "api_url": &req.APIURL} {
+		if v, ok := body[key]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return FailsafeRequest{}, fmt.Errorf("failsafe body %s: %w", key, err)
+			}
+		}
+	}
+	var slots map[string]json.RawMessage
+	if json.Unmarshal(body["slots"], &slots) == nil {
+		for name, v := range slots {
+			if l, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+				if req.Slots == nil {
+					req.Slots = map[string]dcs.LSN{}
+				}
+				req.Slots[name] = dcs.LSN(l)
+			}
+		}
+	}
+	return req, nil
 }
 
 func (h *Handler) postCitus(w http.ResponseWriter, r *http.Request) {

@@ -426,6 +426,7 @@ func TestFailsafe(t *testing.T) {
 	require.Equal(t, "Accepted", r.Text())
 	require.Equal(t, "67419744", r.Header.Get("lsn"))
 	require.Equal(t, []string{"failsafe patroni1"}, hs.ctl.Calls())
+	require.Equal(t, req, hs.ctl.lastFailsafe(), "the heartbeat reaches the controller whole")
 
 	st = primaryStatus()
 	st.Global.FailsafeMode = true
@@ -434,6 +435,70 @@ func TestFailsafe(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 500, r.Code)
 	require.Equal(t, "Running as a leader", r.Text())
+}
+
+// TestFailsafeBody checks the POST /failsafe body of spec/rest-api.md §6
+// as a Patroni 3.x primary sends it (ha.py check_failsafe_topology): name,
+// conn_url, api_url and slots, slot name -> absolute LSN, including the
+// primary's own slot name at its WAL position. A slot entry that is not an
+// LSN is dropped, never a reason to refuse the heartbeat (a refusal
+// demotes the primary).
+func TestFailsafeBody(t *testing.T) {
+	st := replicaStatus()
+	st.Global.FailsafeMode = true
+	hs := newHarness(t, st, nil)
+	tests := []struct {
+		name string
+		body string
+		want FailsafeRequest
+		code int
+	}{
+		{
+			name: "patroni body",
+			body: `{"name":"patroni1","conn_url":"postgres://10.0.0.1:5432/postgres","api_url":"http://10.0.0.1:8008/patroni",` +
+				`"slots":{"patroni1":67419744,"patroni2":67108864,"cdc":50331648,"far":18446744073709551615}}`,
+			want: FailsafeRequest{
+				Name: "patroni1", ConnURL: "postgres://10.0.0.1:5432/postgres", APIURL: "http://10.0.0.1:8008/patroni",
+				Slots: map[string]dcs.LSN{"patroni1": 67419744, "patroni2": 67108864, "cdc": 50331648, "far": 1<<64 - 1},
+			},
+			code: 200,
+		},
+		{
+			name: "no slots (older Patroni)",
+			body: `{"name":"patroni1","conn_url":"postgres://a/postgres","api_url":"http://a:8008/patroni"}`,
+			want: FailsafeRequest{Name: "patroni1", ConnURL: "postgres://a/postgres", APIURL: "http://a:8008/patroni"},
+			code: 200,
+		},
+		{
+			name: "bad slot entries dropped",
+			body: `{"name":"patroni1","conn_url":"c","api_url":"a","slots":{"ok":5,"neg":-1,"frac":1.5,"text":"0/5","nil":null}}`,
+			want: FailsafeRequest{Name: "patroni1", ConnURL: "c", APIURL: "a", Slots: map[string]dcs.LSN{"ok": 5}},
+			code: 200,
+		},
+		{
+			name: "slots not an object",
+			body: `{"name":"patroni1","conn_url":"c","api_url":"a","slots":[1,2]}`,
+			want: FailsafeRequest{Name: "patroni1", ConnURL: "c", APIURL: "a"},
+			code: 200,
+		},
+		{name: "name not a string", body: `{"name":5,"conn_url":"c","api_url":"a"}`, code: 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hs.ctl.failsafe = FailsafeRequest{}
+			r, err := hs.client.Do(t.Context(), http.MethodPost, "/failsafe", nil, []byte(tc.body))
+			require.NoError(t, err)
+			require.Equal(t, tc.code, r.Code, r.Text())
+			require.Equal(t, tc.want, hs.ctl.lastFailsafe())
+		})
+	}
+
+	// The client sends what the handler reads back.
+	req := FailsafeRequest{Name: "patroni1", ConnURL: "c", APIURL: "a", Slots: map[string]dcs.LSN{"patroni1": 1 << 40, "cdc": 7}}
+	r, err := hs.client.SendFailsafe(t.Context(), req)
+	require.NoError(t, err)
+	require.Equal(t, 200, r.Code)
+	require.Equal(t, req, hs.ctl.lastFailsafe())
 }
 
 // spec/rest-api.md §5 GET /metrics.

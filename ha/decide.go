@@ -70,18 +70,41 @@ func newCycle(o *Observation) *cycle {
 // sent POST /failsafe within ttl is the leader of an unlocked cluster, so
 // replicas keep following it and do not race.
 func (x *cycle) injectFailsafeLeader() {
-	fl := x.o.FailsafeLeader
-	if !x.s.FailsafeMode || fl == nil || x.o.Cluster == nil || x.c.IsLocked() || fl.Name == x.me || !x.o.Now.Before(fl.Until) {
+	if x.o.Cluster == nil || x.o.DCSError {
 		return
 	}
-	c := *x.c // shallow copy: the observation is never modified
-	m := c.Member(fl.Name)
+	if fl := x.failsafeLeader(); fl != nil {
+		x.c = withFailsafeLeader(x.c, fl)
+	}
+}
+
+// failsafeLeader is the primary's failsafe heartbeat when it stands in for
+// the DCS (§11): failsafe mode is on, the heartbeat came from another node
+// less than ttl ago, and the cluster has no leader or cannot be read.
+func (x *cycle) failsafeLeader() *FailsafeLeader {
+	fl := x.o.FailsafeLeader
+	if !x.s.FailsafeMode || fl == nil || fl.Name == x.me || !x.o.Now.Before(fl.Until) {
+		return nil
+	}
+	if !x.o.DCSError && x.o.Cluster != nil && x.o.Cluster.IsLocked() {
+		return nil
+	}
+	return fl
+}
+
+// withFailsafeLeader returns a copy of c led by the heartbeat's sender,
+// whose slot positions replace /status.slots (§11), as Patroni's
+// Failsafe.update_cluster does. c is not modified.
+func withFailsafeLeader(c *dcs.Cluster, fl *FailsafeLeader) *dcs.Cluster {
+	v := *c // shallow copy: the observation is never modified
+	m := v.Member(fl.Name)
 	if m == nil {
 		m = &dcs.Member{Name: fl.Name, ConnURL: fl.ConnURL, APIURL: fl.APIURL, Role: "primary", State: "running"}
-		c.Members = append(slices.Clone(c.Members), m)
+		v.Members = append(slices.Clone(v.Members), m)
 	}
-	c.Leader = &dcs.Leader{Name: fl.Name, Member: m}
-	x.c = &c
+	v.Leader = &dcs.Leader{Name: fl.Name, Member: m}
+	v.Status.Slots = fl.Slots
+	return &v
 }
 
 // withDefaultsPure is withDefaults without touching the logger (Decide

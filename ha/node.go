@@ -113,10 +113,11 @@ type Peers interface {
 	// Probe queries GET /patroni of every member in parallel. Members that
 	// did not answer are absent or have Reachable false.
 	Probe(ctx context.Context, members []*dcs.Member) map[string]PeerStatus
-	// Failsafe POSTs /failsafe to every member of fs other than self and
-	// reports whether all accepted, with the WAL positions (header lsn)
-	// the members returned, by member name (spec/ha-loop.md §11).
-	Failsafe(ctx context.Context, fs dcs.Failsafe) (map[string]dcs.LSN, bool)
+	// Failsafe POSTs hb to /failsafe of every member of fs other than
+	// hb.Name and reports whether all accepted, with the WAL positions
+	// (header lsn) the members returned, by member name (spec/ha-loop.md
+	// §11). A list without hb.Name fails; one naming only hb.Name passes.
+	Failsafe(ctx context.Context, fs dcs.Failsafe, hb FailsafeHeartbeat) (map[string]dcs.LSN, bool)
 }
 
 // Watchdog is the optional watchdog device.
@@ -647,7 +648,7 @@ run:
 			pctx, cancel := context.WithTimeout(ctx, s.RetryTimeout)
 			ok := false
 			if n.lastCluster != nil {
-				o.FailsafeLSNs, ok = n.opts.Peers.Failsafe(pctx, n.lastCluster.Failsafe)
+				o.FailsafeLSNs, ok = n.opts.Peers.Failsafe(pctx, n.lastCluster.Failsafe, n.heartbeat(o.PG))
 			}
 			cancel()
 			o.FailsafeOK = &ok
@@ -1042,13 +1043,10 @@ func (n *Node) act(ctx context.Context, a Action, cl *dcs.Cluster, o *Observatio
 			reply <- a.Err
 		}
 	case AdvanceSlots:
-		if a.Failsafe {
-			return wrap("advance slots", pg.AdvanceSlots(ctx, FailsafeSlotTargets(o.FailsafeLSNs, o.PG)))
-		}
-		if cl == nil {
+		to := AdvanceTargets(*o, a)
+		if len(to) == 0 {
 			return nil
 		}
-		to := SlotTargets(cl.Status.Slots, o.PG, splitNames(a.Physical), splitNames(a.Logical))
 		return wrap("advance slots", pg.AdvanceSlots(ctx, to))
 	case Checkpoint:
 		n.mu.Lock()

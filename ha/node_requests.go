@@ -155,7 +155,7 @@ func (n *Node) Failsafe(ctx context.Context, hb FailsafeHeartbeat) (*dcs.LSN, er
 	}
 	until := n.clk.Now().Add(time.Duration(n.ttl.Load()))
 	n.mu.Lock()
-	n.failsafe = &FailsafeLeader{Name: hb.Name, ConnURL: hb.ConnURL, APIURL: hb.APIURL, Until: until}
+	n.failsafe = &FailsafeLeader{Name: hb.Name, ConnURL: hb.ConnURL, APIURL: hb.APIURL, Slots: maps.Clone(hb.Slots), Until: until}
 	n.mu.Unlock()
 	if st.LSN == 0 {
 		return nil, nil
@@ -191,6 +191,13 @@ func leavingSyncTags(tags map[string]any) map[string]any {
 	out["nosync"] = true
 	out["sync_priority"] = 0
 	return out
+}
+
+// heartbeat is the body this primary POSTs to /failsafe (spec/ha-loop.md
+// §11): its name and URLs, and its slot positions as /status.slots
+// carries them, so replicas can move their slots while the DCS is down.
+func (n *Node) heartbeat(pg PGState) FailsafeHeartbeat {
+	return FailsafeHeartbeat{Name: n.cfg.Name, ConnURL: n.opts.ConnURL, APIURL: n.opts.APIURL, Slots: leaderSlots(n.cfg.Name, pg)}
 }
 
 // leaderSlots is /status.slots: the positions of the leader's slots plus

@@ -247,3 +247,47 @@ func TestNodeFailsafeAdvancesSlots(t *testing.T) {
 	}
 	require.Empty(t, w.Violations)
 }
+
+// TestNodeFailsafeHeartbeatSlots checks the slots of spec ha-loop §11
+// end to end over the Node: the failsafe primary's heartbeat carries its
+// slot positions and its own slot name at its WAL position (Patroni's
+// check_failsafe_topology), and each replica, cut off from the DCS as
+// well, moves its copy of the primary's slot with them.
+func TestNodeFailsafeHeartbeatSlots(t *testing.T) {
+	w, leader, _ := quiet(t, "off")
+	w.SetConfig("failsafe_mode", true)
+	w.Advance(5 * time.Second)
+	own := ha.SlotName(leader.Name)
+	before := map[string]dcs.LSN{}
+	for _, n := range w.Nodes {
+		if n != leader {
+			require.Contains(t, n.PG.Slots, own, "%s keeps a slot for the primary", n.Name)
+			before[n.Name] = n.PG.SlotLSN[own]
+		}
+	}
+	for _, n := range w.Nodes {
+		n.Store.Cut = true
+	}
+	w.Advance(6 * time.Second)
+	require.Contains(t, leader.Node.Status().Message, "continue to run as a leader because failsafe mode is enabled")
+	for _, n := range w.Nodes {
+		if n == leader {
+			continue
+		}
+		hb, ok := w.Heartbeats[n.Name]
+		require.True(t, ok, "%s got a heartbeat", n.Name)
+		require.Equal(t, leader.Name, hb.Name)
+		require.Equal(t, "postgres://"+leader.Name, hb.ConnURL)
+		require.Equal(t, "sim://"+leader.Name, hb.APIURL)
+		require.NotZero(t, hb.Slots[own], "the primary's own slot name at its WAL position")
+		require.LessOrEqual(t, hb.Slots[own], leader.PG.LSN)
+		for name := range leader.PG.SlotLSN {
+			require.Contains(t, hb.Slots, name, "every slot of the primary")
+		}
+		require.Contains(t, n.Node.Status().Message, "DCS is not accessible")
+		got := n.PG.SlotLSN[own]
+		require.Greater(t, got, before[n.Name], "%s moved its copy of %s while the DCS was down", n.Name, own)
+		require.LessOrEqual(t, got, n.PG.LSN)
+	}
+	require.Empty(t, w.Violations)
+}

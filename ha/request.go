@@ -99,12 +99,18 @@ type FailsafeHeartbeat struct {
 	Name    string
 	ConnURL string
 	APIURL  string
-	Slots   map[string]dcs.LSN
+	// Slots are the primary's replication slot positions plus its own
+	// slot name at its WAL position, as in /status.slots; replicas move
+	// their copies to them while the DCS is unreachable.
+	Slots map[string]dcs.LSN
 }
 
 // FailsafeLeader is the last failsafe heartbeat, valid until Until (the
 // receiver's clock + ttl).
 type FailsafeLeader struct {
 	Name, ConnURL, APIURL string
-	Until                 time.Time
+	// Slots are the heartbeat's slot positions; while the heartbeat
+	// stands in for the DCS they replace /status.slots.
+	Slots map[string]dcs.LSN
+	Until time.Time
 }

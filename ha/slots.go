@@ -221,7 +221,13 @@ func ParseLogicalSlots(s string) []LogicalSlot {
 // that the leader publishes in /status.slots from the primary, in the
 // background ("Copying logical slots [...] from the primary").
 func (x *cycle) addSlots(d *Decision) {
-	if x.o.DCSError || x.o.Cluster == nil || !x.pg.Running || x.pg.Starting || x.o.Op.Running {
+	if !x.pg.Running || x.pg.Starting || x.o.Op.Running {
+		return
+	}
+	if x.o.DCSError || x.o.Cluster == nil {
+		if a, ok := x.failsafeAdvance(); ok {
+			d.Actions = append(d.Actions, a)
+		}
 		return
 	}
 	if _, busy := pgChanging(*d); busy {
@@ -295,6 +301,48 @@ func (x *cycle) advance(physical, logical []string) (AdvanceSlots, bool) {
 	}
 	names := slices.Sorted(maps.Keys(t))
 	return AdvanceSlots{Physical: strings.Join(intersect(names, physical), ","), Logical: strings.Join(intersect(names, logical), ",")}, true
+}
+
+// failsafeAdvance is §11 on a replica cut off from the DCS: while the
+// primary's failsafe heartbeat is fresh, the slots this node keeps (as the
+// last cluster it read says) move to the positions the heartbeat carried,
+// as they would to /status.slots. Nothing is created, dropped or copied
+// from a cluster view that can no longer be refreshed. Not in pause.
+func (x *cycle) failsafeAdvance() (AdvanceSlots, bool) {
+	fl := x.failsafeLeader()
+	if fl == nil || x.pg.Primary || x.s.Paused || x.o.LastCluster == nil {
+		return AdvanceSlots{}, false
+	}
+	y := *x
+	y.c = withFailsafeLeader(x.o.LastCluster, fl)
+	var logical []string
+	for _, l := range y.logicalSlots() {
+		if containsFold(x.pg.LogicalSlots, l.Name) {
+			logical = append(logical, l.Name)
+		}
+	}
+	return y.advance(y.desiredSlots(), logical)
+}
+
+// AdvanceTargets returns the positions Node moves slots to for a, from
+// the same observation Decide saw: the member positions the replicas
+// answered for a failsafe primary (FailsafeSlotTargets), otherwise the
+// leader's /status.slots, or the failsafe heartbeat's slots where that
+// stands in for the DCS (SlotTargets).
+func AdvanceTargets(o Observation, a AdvanceSlots) map[string]dcs.LSN {
+	if a.Failsafe {
+		return FailsafeSlotTargets(o.FailsafeLSNs, o.PG)
+	}
+	x := newCycle(&o)
+	c := x.c
+	if o.DCSError || o.Cluster == nil {
+		fl := x.failsafeLeader()
+		if fl == nil || o.LastCluster == nil {
+			return nil
+		}
+		c = withFailsafeLeader(o.LastCluster, fl)
+	}
+	return SlotTargets(c.Status.Slots, o.PG, splitNames(a.Physical), splitNames(a.Logical))
 }
 
 // FailsafeSlotTargets is §11: while the DCS is unreachable the failsafe

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -101,4 +102,110 @@ func TestFailsafeSlots(t *testing.T) {
 	require.Empty(t, Decide(fs(func(o *Observation) { o.FailsafeLSNs = nil })).Actions)
 	// spec ha-loop §11: failsafe failed: demote, no slot work.
 	require.Equal(t, []Action{Demote{Mode: DemoteOffline}}, Decide(fs(func(o *Observation) { o.FailsafeOK = new(false) })).Actions)
+}
+
+// TestFailsafeReplicaSlots checks the replica side of §11: the slot
+// positions in the primary's POST /failsafe heartbeat stand in for
+// /status.slots while the heartbeat is fresh, both when the cluster is
+// readable but unlocked (the primary alone lost the DCS) and when this
+// replica cannot read the DCS either (the last cluster it read says which
+// slots it keeps). Patroni: Failsafe.update_cluster and
+// _sync_replication_slots(dcs_failed=True).
+func TestFailsafeReplicaSlots(t *testing.T) {
+	heartbeat := map[string]dcs.LSN{"n1": 0x3000000, "n3": 0x2800000, "cdc": 0x3100000, "ext": 0x2000000}
+	base := func(f func(o *Observation)) Observation {
+		return newWorld("n2", "n1").with(func(o *Observation) {
+			o.Cluster.Config.Data["failsafe_mode"] = true
+			o.Cluster.Config.Data["slots"] = map[string]any{
+				"cdc": map[string]any{"type": "logical", "database": "app", "plugin": "pgoutput"},
+				"ext": map[string]any{"type": "physical"},
+			}
+			// The DCS still holds what the primary published before it lost it.
+			o.Cluster.Status.Slots = map[string]dcs.LSN{"n1": 0x1800000, "cdc": 0x1800000, "ext": 0x1800000}
+			o.LastConfig = o.Cluster.Config
+			o.PG.Slots = []string{"ext", "n1", "n3"}
+			o.PG.LogicalSlots = []string{"cdc"}
+			o.PG.ReplayLSN = 0x2F00000
+			o.PG.SlotLSNs = map[string]dcs.LSN{"n1": 0x1000000, "n3": 0x2800000, "cdc": 0x1000000, "ext": 0x1000000}
+			o.FailsafeLeader = &FailsafeLeader{Name: "n1", ConnURL: "postgres://n1", APIURL: "http://n1", Slots: heartbeat, Until: t0.Add(time.Second)}
+		}).with(f).o
+	}
+	unlockedDCS := func(o *Observation) {
+		c := *o.Cluster
+		c.Leader = nil // the primary could not renew: the key expired
+		o.Cluster = &c
+		o.UnlockedSince = t0
+	}
+	dcsDown := func(o *Observation) { o.Cluster, o.DCSError = nil, true }
+	want := AdvanceSlots{Physical: "ext,n1", Logical: "cdc"}
+	// The heartbeat's positions, no further than this node replayed; n3
+	// is already there.
+	wantTargets := map[string]dcs.LSN{"n1": 0x2F00000, "cdc": 0x2F00000, "ext": 0x2000000}
+
+	tests := []struct {
+		name    string
+		o       Observation
+		msg     string
+		actions []Action
+		targets map[string]dcs.LSN
+	}{
+		{
+			name: "cluster unlocked: heartbeat slots replace /status.slots", // spec ha-loop §11
+			o:    base(unlockedDCS),
+			msg:  "no action. I am (n2), a secondary, and following a leader (n1)", actions: []Action{want}, targets: wantTargets,
+		},
+		{
+			name: "DCS unreachable: replica keeps syncing slots", // spec ha-loop §11
+			o:    base(dcsDown),
+			msg:  "DCS is not accessible", actions: []Action{want}, targets: wantTargets,
+		},
+		{
+			name: "DCS unreachable: heartbeat older than ttl", // spec ha-loop §11
+			o:    base(func(o *Observation) { dcsDown(o); o.FailsafeLeader.Until = t0 }),
+			msg:  "DCS is not accessible",
+		},
+		{
+			name: "DCS unreachable: failsafe_mode off", // spec ha-loop §11
+			o: base(func(o *Observation) {
+				dcsDown(o)
+				o.LastConfig = &dcs.ClusterConfig{Data: map[string]any{"slots": o.LastConfig.Data["slots"]}, Version: "2"}
+			}),
+			msg: "DCS is not accessible",
+		},
+		{
+			name: "DCS unreachable: paused", // spec ha-loop §11, §13
+			o: base(func(o *Observation) {
+				dcsDown(o)
+				o.LastConfig = &dcs.ClusterConfig{Data: map[string]any{"failsafe_mode": true, "pause": true}, Version: "2"}
+			}),
+			msg: "PAUSE: DCS is not accessible",
+		},
+		{
+			name: "DCS unreachable: heartbeat without slots (older primary)", // spec ha-loop §11
+			o:    base(func(o *Observation) { dcsDown(o); o.FailsafeLeader.Slots = nil }),
+			msg:  "DCS is not accessible",
+		},
+		{
+			name: "DCS unreachable: never read a locked cluster", // spec ha-loop §11
+			o:    base(func(o *Observation) { dcsDown(o); o.LastCluster = nil }),
+			msg:  "DCS is not accessible",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(tc.o)
+			require.Equal(t, tc.msg, d.Message)
+			require.Equal(t, tc.actions, d.Actions)
+			var targets map[string]dcs.LSN
+			if len(d.Actions) > 0 {
+				targets = AdvanceTargets(tc.o, d.Actions[0].(AdvanceSlots))
+			}
+			require.Equal(t, tc.targets, targets)
+		})
+	}
+
+	// With the leader key held, /status.slots is the source as before.
+	o := base(func(o *Observation) {})
+	require.Equal(t, []Action{AdvanceSlots{Physical: "ext,n1", Logical: "cdc"}}, Decide(o).Actions)
+	require.Equal(t, map[string]dcs.LSN{"n1": 0x1800000, "cdc": 0x1800000, "ext": 0x1800000}, AdvanceTargets(o, AdvanceSlots{Physical: "ext,n1", Logical: "cdc"}))
 }

@@ -392,8 +392,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return fmt.Errorf("restapi tls: %w", err)
 	}
 	user, pass := ctlAuth(c)
-	peers := &peerProber{p: api.NewClientProber(nil, user, pass), self: c.Name, user: user, pass: pass,
-		apiURL: apiURL(c), connURL: "postgres://" + c.PostgreSQL.ConnectAddress + "/postgres"}
+	peers := &peerProber{p: api.NewClientProber(nil, user, pass), user: user, pass: pass}
 	hc := haConfig(c, settings, log)
 	wd, wdMode := newWatchdog(c.Watchdog, settings, log)
 	hc.Watchdog = wdMode

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/api"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/ha"
 )
 
 func lsn(v uint64) *dcs.LSN { l := dcs.LSN(v); return &l }
@@ -178,6 +181,45 @@ func TestPeerStatus(t *testing.T) {
 			require.Equal(t, tc.lsn, ps.LSN)
 		})
 	}
+}
+
+// spec/rest-api.md §6-§7, spec/ha-loop.md §11: the failsafe heartbeat
+// goes to every other member of the failsafe key with name, conn_url,
+// api_url and slots (absolute LSNs), as Patroni 3.x sends it, and the lsn
+// header of each answer comes back by member name.
+func TestPeerFailsafe(t *testing.T) {
+	var got map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/failsafe" {
+			http.NotFound(w, r)
+			return
+		}
+		dec := json.NewDecoder(r.Body)
+		dec.UseNumber()
+		if err := dec.Decode(&got); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("lsn", "50331648")
+		_, _ = w.Write([]byte("Accepted"))
+	}))
+	t.Cleanup(srv.Close)
+	hb := ha.FailsafeHeartbeat{Name: "n1", ConnURL: "postgres://10.0.0.1:5432/postgres", APIURL: "http://10.0.0.1:8008/patroni",
+		Slots: map[string]dcs.LSN{"n1": 67419744, "n2": 50331648, "cdc": 1 << 40}}
+	pp := &peerProber{}
+	lsns, ok := pp.Failsafe(t.Context(), dcs.Failsafe{"n1": "http://10.0.0.1:8008/patroni", "n2": srv.URL + "/patroni"}, hb)
+	require.True(t, ok)
+	require.Equal(t, map[string]dcs.LSN{"n2": 50331648}, lsns)
+	require.Equal(t, map[string]any{
+		"name": "n1", "conn_url": "postgres://10.0.0.1:5432/postgres", "api_url": "http://10.0.0.1:8008/patroni",
+		"slots": map[string]any{"n1": json.Number("67419744"), "n2": json.Number("50331648"), "cdc": json.Number("1099511627776")},
+	}, got)
+
+	// A key without this node fails without calling anybody.
+	got = nil
+	_, ok = pp.Failsafe(t.Context(), dcs.Failsafe{"n2": srv.URL + "/patroni"}, hb)
+	require.False(t, ok)
+	require.Nil(t, got)
 }
 
 // Issue 7 acceptance: a second daemon on the same data directory is

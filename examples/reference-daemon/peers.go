@@ -19,10 +19,8 @@ import (
 // through api's prober, read as spec/rest-api.md §7 says.
 type peerProber struct {
 	p api.Prober
-	// self, connURL and apiURL describe this node in failsafe heartbeats;
-	// user and pass authenticate them.
-	self, connURL, apiURL string
-	user, pass            string
+	// user and pass authenticate failsafe heartbeats.
+	user, pass string
 }
 
 var _ ha.Peers = (*peerProber)(nil)
@@ -79,24 +77,25 @@ func peerStatus(doc *api.StatusDocument, err error) ha.PeerStatus {
 // failsafe key in parallel (2 s, one retry) and reports whether all
 // answered 200, with the WAL position each member returned in its lsn
 // header (spec/ha-loop.md §11). A list naming only this node passes.
-func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe) (map[string]dcs.LSN, bool) {
-	if _, ok := fs[pp.self]; !ok {
+func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe, hb ha.FailsafeHeartbeat) (map[string]dcs.LSN, bool) {
+	if _, ok := fs[hb.Name]; !ok {
 		return nil, false
 	}
+	req := api.FailsafeRequest{Name: hb.Name, ConnURL: hb.ConnURL, APIURL: hb.APIURL, Slots: hb.Slots}
 	var ok atomic.Bool
 	ok.Store(true)
 	var mu sync.Mutex
 	lsns := map[string]dcs.LSN{}
 	var wg sync.WaitGroup
 	for name, url := range fs {
-		if name == pp.self {
+		if name == hb.Name {
 			continue
 		}
 		wg.Go(func() {
 			c := &api.Client{BaseURL: strings.TrimSuffix(url, "/patroni"), TLS: &tls.Config{InsecureSkipVerify: true}, Username: pp.user, Password: pp.pass}
 			for attempt := 0; attempt < 2; attempt++ {
 				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				r, err := c.SendFailsafe(actx, api.FailsafeRequest{Name: pp.self, ConnURL: pp.connURL, APIURL: pp.apiURL})
+				r, err := c.SendFailsafe(actx, req)
 				cancel()
 				if err == nil && r.Code == 200 {
 					if l, perr := strconv.ParseUint(r.Header.Get("lsn"), 10, 64); perr == nil && l > 0 {

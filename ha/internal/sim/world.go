@@ -84,6 +84,8 @@ type World struct {
 	// Events records promotions, for timing measurements.
 	Promotions []Promotion
 	Expiries   []time.Time
+	// Heartbeats is the last failsafe heartbeat each member received.
+	Heartbeats map[string]ha.FailsafeHeartbeat
 	logger     *slog.Logger
 
 	// concurrent is set when nodes run their own goroutines (Node.Run over
@@ -339,22 +341,26 @@ func (p *peers) Probe(ctx context.Context, members []*dcs.Member) map[string]ha.
 // Failsafe delivers the heartbeat to the ha.Node of every other listed
 // member that is reachable (spec/ha-loop.md §11) and collects the WAL
 // positions they answer.
-func (p *peers) Failsafe(ctx context.Context, fs dcs.Failsafe) (map[string]dcs.LSN, bool) {
+func (p *peers) Failsafe(ctx context.Context, fs dcs.Failsafe, hb ha.FailsafeHeartbeat) (map[string]dcs.LSN, bool) {
 	defer p.w.lock()()
-	if _, ok := fs[p.self.Name]; !ok {
+	if _, ok := fs[hb.Name]; !ok {
 		return nil, false
 	}
 	now := p.w.Clock.Now()
 	out := map[string]dcs.LSN{}
 	for name := range fs {
-		if name == p.self.Name {
+		if name == hb.Name {
 			continue
 		}
 		t := p.w.node(name)
 		if t == nil || !t.Alive || t.Node == nil || now.Before(t.FrozenUntil) || t.PeerCut || p.self.PeerCut {
 			return nil, false
 		}
-		l, err := t.Node.Failsafe(ctx, ha.FailsafeHeartbeat{Name: p.self.Name, ConnURL: "postgres://" + p.self.Name, APIURL: "sim://" + p.self.Name})
+		l, err := t.Node.Failsafe(ctx, hb)
+		if p.w.Heartbeats == nil {
+			p.w.Heartbeats = map[string]ha.FailsafeHeartbeat{}
+		}
+		p.w.Heartbeats[name] = hb
 		if err != nil {
 			return nil, false
 		}
