@@ -30,26 +30,60 @@ import (
 
 // loadConfig reads, validates and fills defaults of a daemon configuration
 // file. Every problem is reported at once, with line numbers where known.
-func loadConfig(path string) (*config.Config, error) {
+// The warnings are returned, also with an invalid file, for the caller to
+// log (see warnLog).
+func loadConfig(path string) (*config.Config, []config.Warning, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("config file %s does not exist: pass the path of a Patroni-style YAML file (reference-daemon generate-config prints a sample): %w", path, err)
+		return nil, nil, fmt.Errorf("config file %s does not exist: pass the path of a Patroni-style YAML file (reference-daemon generate-config prints a sample): %w", path, err)
 	} else if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+		return nil, nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	c, warns, err := config.Load(path, os.Environ())
 	if err != nil {
 		if strings.Contains(err.Error(), path) {
-			return nil, err // already names the file (YAML syntax errors)
+			return nil, warns, err // already names the file (YAML syntax errors)
 		}
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	for _, w := range warns {
-		slog.Warn("config", "warning", w)
+		return nil, warns, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config file %s is invalid:\n%w", path, err)
+		return nil, warns, fmt.Errorf("config file %s is invalid:\n%w", path, err)
 	}
-	return c.WithDefaults(), nil
+	return c.WithDefaults(), warns, nil
+}
+
+// warnLog logs configuration warnings, each one once. At startup the same
+// timing warning (ttl or retry_timeout below Patroni's documented minimum)
+// comes from bootstrap.dcs in the file (config.Load, with its line), from
+// the settings the daemon derives from that section, and again from the
+// dynamic configuration the DCS holds. A warning is identified by its
+// message and its path inside the dynamic configuration. Not safe for
+// concurrent use.
+type warnLog struct {
+	log  *slog.Logger
+	seen map[string]bool
+}
+
+func newWarnLog(log *slog.Logger) *warnLog { return &warnLog{log: log, seen: map[string]bool{}} }
+
+// warn logs under msg each warning not logged before.
+func (wl *warnLog) warn(msg string, warns []config.Warning) {
+	for _, w := range warns {
+		key := strings.TrimPrefix(w.Path, "bootstrap.dcs.") + "\x00" + w.Message
+		if wl.seen[key] {
+			continue
+		}
+		wl.seen[key] = true
+		wl.log.Warn(msg, "warning", w.String())
+	}
+}
+
+// dynamicSettings returns the settings of a dynamic configuration and logs
+// what the timing sanity rules changed or found risky in it (spec/config.md
+// §2).
+func dynamicSettings(dyn *config.Dynamic, wl *warnLog) config.Settings {
+	s, warns := dyn.Settings()
+	wl.warn("dynamic configuration", warns)
+	return s
 }
 
 // lockDataDir takes an exclusive lock next to the data directory (the data
@@ -290,7 +324,9 @@ type daemon struct {
 func runDaemon(path string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	slog.SetDefault(log)
-	c, err := loadConfig(path)
+	wl := newWarnLog(log)
+	c, warns, err := loadConfig(path)
+	wl.warn("config", warns)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
@@ -304,7 +340,7 @@ func runDaemon(path string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serveDaemon(ctx, stop, path, c, log); err != nil && !errors.Is(err, context.Canceled) {
+	if err := serveDaemon(ctx, stop, path, c, log, wl); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
@@ -321,13 +357,12 @@ func logLevel() slog.Level {
 	return slog.LevelInfo
 }
 
-func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *config.Config, log *slog.Logger) error {
+func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *config.Config, log *slog.Logger, wl *warnLog) error {
 	dyn := c.BootstrapDynamic()
 	if dyn == nil {
 		dyn = config.NewDynamic()
 	}
-	settings, warns := dyn.Settings()
-	logSettingsWarnings(log, warns)
+	settings := dynamicSettings(dyn, wl)
 	eff, _ := config.Effective(c, dyn)
 	ttl := time.Duration(settings.TTL) * time.Second
 
@@ -351,8 +386,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	if cl, err := clusterWithin(ctx, h.store, time.Duration(settings.RetryTimeout)*time.Second); err == nil && cl.Config != nil {
 		if d2, err := config.ParseDynamic(cl.Config.Raw); err == nil {
 			dyn, lastRaw = d2, cl.Config.Raw
-			settings, warns = dyn.Settings()
-			logSettingsWarnings(log, warns)
+			settings = dynamicSettings(dyn, wl)
 			eff, _ = config.Effective(c, dyn)
 		}
 	}
@@ -518,14 +552,6 @@ func waitForDCS(ctx context.Context, c *config.Config, ttl, attemptTimeout time.
 	}
 }
 
-// logSettingsWarnings logs what the timing sanity rules changed or found
-// risky in a dynamic configuration (spec/config.md §2).
-func logSettingsWarnings(log *slog.Logger, warns []config.Warning) {
-	for _, w := range warns {
-		log.Warn("dynamic configuration", "warning", w.String())
-	}
-}
-
 // switchoverPoll is how often POST /switchover checks the DCS for the new
 // leader: the request answers within this of the key changing hands.
 const switchoverPoll = 50 * time.Millisecond
@@ -597,7 +623,9 @@ func (d *daemon) statusLoop(ctx context.Context, loopWait time.Duration) {
 		case <-d.node.StatusChanged():
 			d.dropLeadership()
 		case <-d.reload:
-			if c, err := loadConfig(d.path); err != nil {
+			c, warns, err := loadConfig(d.path)
+			newWarnLog(d.log).warn("config", warns)
+			if err != nil {
 				d.log.Error("reload: keeping the old configuration", "err", err)
 			} else {
 				d.cfg.Store(c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -168,7 +169,8 @@ func demoConfig(dir, base string, i int) (*demoNode, error) {
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	c, err := loadConfig(path)
+	c, warns, err := loadConfig(path)
+	newWarnLog(slog.Default()).warn("config", warns)
 	if err != nil {
 		return nil, err
 	}

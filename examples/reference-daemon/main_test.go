@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -248,11 +250,72 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := loadConfig(tc.path)
+			_, _, err := loadConfig(tc.path)
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
 	require.Equal(t, 1, run([]string{filepath.Join(dir, "none.yml")}))
+}
+
+// TestStartupWarningsOnce checks that a ttl or retry_timeout below
+// Patroni's documented minimum (accepted, spec/config.md §2) is logged once
+// at startup: config.Load reports bootstrap.dcs with its line, and the
+// settings the daemon derives from the same section, then from the DCS's
+// copy of it, say the same again. A different value in the DCS is news and
+// is logged.
+func TestStartupWarningsOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "n1.yml")
+	require.NoError(t, os.WriteFile(path, []byte(`scope: t
+name: n1
+restapi:
+  listen: 127.0.0.1:18999
+  connect_address: 127.0.0.1:18999
+etcd3:
+  hosts: 127.0.0.1:1
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 1
+    retry_timeout: 2
+postgresql:
+  listen: 127.0.0.1:15999
+  connect_address: 127.0.0.1:15999
+  data_dir: `+filepath.Join(dir, "data")+`
+  authentication:
+    superuser: {username: postgres, password: x}
+    replication: {username: rep, password: x}
+`), 0o600))
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	count := func(s string) int { return strings.Count(out.String(), s) }
+
+	// What runDaemon does up to the DCS, which is not reached: ctx is
+	// already cancelled.
+	wl := newWarnLog(log)
+	c, warns, err := loadConfig(path)
+	require.NoError(t, err)
+	wl.warn("config", warns)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.ErrorIs(t, serveDaemon(ctx, cancel, path, c, log, wl), context.Canceled)
+	require.Equal(t, 1, count("10 is below Patroni's documented minimum 20"), out.String())
+	require.Equal(t, 1, count("2 is below Patroni's documented minimum 3"), out.String())
+	require.Contains(t, out.String(), "line 10: bootstrap.dcs.ttl", "the first report names the file's line")
+
+	// The DCS holds the same: nothing new.
+	same, err := config.ParseDynamic([]byte(`{"ttl":10,"loop_wait":1,"retry_timeout":2}`))
+	require.NoError(t, err)
+	dynamicSettings(same, wl)
+	require.Equal(t, 1, count("10 is below Patroni's documented minimum 20"), out.String())
+	require.Equal(t, 1, count("2 is below Patroni's documented minimum 3"), out.String())
+
+	// The DCS holds another ttl: logged.
+	other, err := config.ParseDynamic([]byte(`{"ttl":8,"loop_wait":1,"retry_timeout":2}`))
+	require.NoError(t, err)
+	require.Equal(t, 8, dynamicSettings(other, wl).TTL)
+	require.Equal(t, 1, count("8 is below Patroni's documented minimum 20"), out.String())
+	require.Equal(t, 1, count("2 is below Patroni's documented minimum 3"), out.String())
 }
 
 // Issue 7: readiness under systemd (Type=notify) is one datagram on
