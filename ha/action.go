@@ -131,7 +131,10 @@ type (
 	// CancelOp cancels the running background operation.
 	CancelOp struct{}
 	// ArmWatchdog activates the watchdog with Timeout (or sends a
-	// keepalive, resetting the timeout when it changed).
+	// keepalive, resetting the timeout when it changed). Timeout 0 is a
+	// keepalive of the armed device that keeps its timeout: the one for
+	// the current ttl is not usable (spec/ha-loop.md §16); it never
+	// activates a device.
 	ArmWatchdog struct{ Timeout time.Duration }
 	// DisarmWatchdog disables the watchdog.
 	DisarmWatchdog struct{}
@@ -267,7 +270,7 @@ func (a Reinit) String() string {
 }
 func (CrashRecovery) String() string  { return "crash-recovery" }
 func (CancelOp) String() string       { return "cancel-op" }
-func (a ArmWatchdog) String() string  { return fmt.Sprintf("arm-watchdog timeout=%s", a.Timeout) }
+func (a ArmWatchdog) String() string  { return armString(a.Timeout) }
 func (DisarmWatchdog) String() string { return "disarm-watchdog" }
 func (a Exit) String() string         { return "exit: " + a.Reason }
 
@@ -355,4 +358,12 @@ func (a AdvanceSlots) String() string {
 		return "advance-slots failsafe [" + a.Physical + "]"
 	}
 	return "advance-slots [" + a.Physical + "] logical [" + a.Logical + "]"
+}
+
+// armString renders ArmWatchdog; timeout 0 keeps the device's timeout.
+func armString(timeout time.Duration) string {
+	if timeout == 0 {
+		return "arm-watchdog keep-timeout"
+	}
+	return fmt.Sprintf("arm-watchdog timeout=%s", timeout)
 }

@@ -401,6 +401,106 @@ func TestWatchdogTimeout(t *testing.T) {
 	require.Equal(t, []Action{DisarmWatchdog{}, UpdateLeader{}}, d.Actions)
 }
 
+// TestWatchdogSmallTTL checks spec ha-loop §16 where ttl − safety_margin
+// does not suit loop_wait, e.g. ttl 5 with the default margin 5 gives 0:
+// as in Patroni (watchdog/base.py, timing_slack < 0) nothing is adjusted,
+// the watchdog is unsupported. It is not activated (automatic runs
+// without it; required demotes or does not promote and reports
+// watchdog_failed), no ArmWatchdog ever carries a timeout <= 0, and a
+// device armed before the change is still fed with its own timeout
+// (ArmWatchdog{}), as Patroni's keepalive does.
+func TestWatchdogSmallTTL(t *testing.T) {
+	require.Equal(t, time.Duration(0), DefaultConfig().WatchdogTimeout(5*time.Second), "ttl 5 − safety_margin 5")
+	leader := func(mode WatchdogMode, armed bool, f func(d map[string]any)) *world {
+		return newWorld("n1", "n1").with(func(o *Observation) {
+			o.Config.Watchdog = mode
+			o.WatchdogUsable, o.WatchdogArmed = true, armed
+			o.Cluster.Config.Data["ttl"] = 5
+			o.Cluster.Config.Data["loop_wait"] = 1
+			o.Cluster.Config.Data["retry_timeout"] = 2
+			if f != nil {
+				f(o.Cluster.Config.Data)
+			}
+		})
+	}
+	tests := []struct {
+		name    string
+		o       Observation
+		msg     string
+		actions []Action
+	}{
+		{
+			name: "automatic: not activated", // spec ha-loop §16
+			o:    leader(WatchdogAutomatic, false, nil).o,
+			msg:  "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}},
+		},
+		{
+			name: "automatic, loop_wait 0 in the DCS: a 0 s timeout is no timeout", // spec ha-loop §16
+			o:    leader(WatchdogAutomatic, false, func(d map[string]any) { d["loop_wait"] = 0 }).o,
+			msg:  "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}},
+		},
+		{
+			name: "automatic, safety_margin above ttl: not activated", // spec ha-loop §16
+			o: leader(WatchdogAutomatic, false, func(d map[string]any) { d["ttl"] = 30 }).with(func(o *Observation) {
+				o.Config.WatchdogSafetyMargin = new(40 * time.Second)
+			}).o,
+			msg: "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}},
+		},
+		{
+			name: "automatic, armed before: fed, its timeout kept", // spec ha-loop §16
+			o:    leader(WatchdogAutomatic, true, nil).o,
+			msg:  "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}, ArmWatchdog{}},
+		},
+		{
+			name: "required: the primary demotes", // spec ha-loop §16, §4.2 step 1
+			o:    leader(WatchdogRequired, false, nil).o,
+			msg:  "Demoting self because watchdog could not be activated", actions: []Action{UpdateLeader{}, Demote{Mode: DemoteImmediate}},
+		},
+		{
+			name: "required, armed before: fed, stays primary", // spec ha-loop §16
+			o:    leader(WatchdogRequired, true, nil).o,
+			msg:  "no action. I am (n1), the leader with the lock", actions: []Action{UpdateLeader{}, ArmWatchdog{}},
+		},
+		{
+			name: "failsafe primary, armed before: fed", // spec ha-loop §11, §16
+			o: leader(WatchdogAutomatic, true, func(d map[string]any) { d["failsafe_mode"] = true }).with(func(o *Observation) {
+				o.LastConfig, o.LastCluster = o.Cluster.Config, o.Cluster
+				o.LastCluster.Failsafe = dcs.Failsafe{"n1": "http://n1"}
+				o.Cluster, o.DCSError, o.FailsafeOK = nil, true, new(true)
+			}).o,
+			msg: "continue to run as a leader because failsafe mode is enabled and all members are accessible", actions: []Action{ArmWatchdog{}},
+		},
+		{
+			name: "failsafe primary, not armed: not activated", // spec ha-loop §11, §16
+			o: leader(WatchdogAutomatic, false, func(d map[string]any) { d["failsafe_mode"] = true }).with(func(o *Observation) {
+				o.LastConfig, o.LastCluster = o.Cluster.Config, o.Cluster
+				o.LastCluster.Failsafe = dcs.Failsafe{"n1": "http://n1"}
+				o.Cluster, o.DCSError, o.FailsafeOK = nil, true, new(true)
+			}).o,
+			msg: "continue to run as a leader because failsafe mode is enabled and all members are accessible",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(tc.o)
+			require.Equal(t, tc.msg, d.Message)
+			require.Equal(t, tc.actions, d.Actions)
+		})
+	}
+
+	// spec ha-loop §16 (Patroni's Watchdog.is_healthy): required and
+	// unsupported is watchdog_failed; automatic never is.
+	s := func(mode WatchdogMode, ttl time.Duration) Settings {
+		c := DefaultConfig()
+		c.Watchdog, c.TTL, c.LoopWait = mode, ttl, time.Second
+		return Settings{Config: c}
+	}
+	require.True(t, s(WatchdogRequired, 5*time.Second).watchdogFailed(true))
+	require.True(t, s(WatchdogRequired, 30*time.Second).watchdogFailed(false), "no device")
+	require.False(t, s(WatchdogRequired, 30*time.Second).watchdogFailed(true))
+	require.False(t, s(WatchdogAutomatic, 5*time.Second).watchdogFailed(false))
+}
+
 func TestPostPromoteCheckpoint(t *testing.T) {
 	// spec ha-loop §7.3: after a promotion the new primary runs CHECKPOINT
 	// (in the background; its member key says checkpoint_after_promote:

@@ -209,6 +209,23 @@ func (c Config) WatchdogTimeout(ttl time.Duration) time.Duration {
 	return ttl - m
 }
 
+// watchdogTimeoutOK is §16: the timeout ttl − safety_margin (ttl/2 for
+// -1) is positive and at least loop_wait, so one keepalive per cycle
+// keeps the device from firing. Otherwise the watchdog is unsupported, as
+// Patroni's timing_slack < 0 makes it: ttl 5 with the default margin 5
+// gives 0, and nothing is adjusted.
+func (s Settings) watchdogTimeoutOK() bool {
+	t := s.WatchdogTimeout(s.TTL)
+	return t > 0 && t >= s.LoopWait
+}
+
+// watchdogFailed is §16 (Patroni's Watchdog.is_healthy): in required
+// mode, the device is not usable or the timeout does not suit the timing.
+// Such a node is no failover candidate; the API reports watchdog_failed.
+func (s Settings) watchdogFailed(deviceUsable bool) bool {
+	return s.Watchdog == WatchdogRequired && !(deviceUsable && s.watchdogTimeoutOK())
+}
+
 func defaultMargin(ttl time.Duration) time.Duration {
 	return max(min(5*time.Second, ttl/10), 100*time.Millisecond)
 }

@@ -271,21 +271,32 @@ func (x *cycle) decideDCSError() Decision {
 	}
 }
 
+// watchdogKeepalive is §11/§16: the failsafe primary feeds the armed
+// watchdog, or arms a usable one.
 func (x *cycle) watchdogKeepalive() []Action {
-	if x.s.Watchdog == WatchdogOff || x.s.Paused || !x.watchdogUsable() {
+	if x.s.Watchdog == WatchdogOff || x.s.Paused || !(x.o.WatchdogArmed || x.watchdogUsable()) {
 		return nil
 	}
 	return []Action{x.arm()}
 }
 
-// watchdogUsable is §16: the device works and its timeout (ttl − safety
-// margin) is at least loop_wait, so one keepalive per cycle keeps it from
-// firing.
+// watchdogUsable is §16: the device works and its timeout suits the
+// current timing (watchdogTimeoutOK).
 func (x *cycle) watchdogUsable() bool {
-	return x.o.WatchdogUsable && x.s.WatchdogTimeout(x.s.TTL) >= x.s.LoopWait
+	return x.o.WatchdogUsable && x.s.watchdogTimeoutOK()
 }
 
-func (x *cycle) arm() ArmWatchdog { return ArmWatchdog{Timeout: x.s.WatchdogTimeout(x.s.TTL)} }
+// arm activates the watchdog or feeds it. When the timeout for the current
+// ttl is not usable (the dynamic configuration changed since activation)
+// the armed device keeps its timeout and is fed, as Patroni's keepalive
+// does when the new timeout cannot be set: starving it would reset a
+// healthy primary.
+func (x *cycle) arm() ArmWatchdog {
+	if !x.s.watchdogTimeoutOK() {
+		return ArmWatchdog{}
+	}
+	return ArmWatchdog{Timeout: x.s.WatchdogTimeout(x.s.TTL)}
+}
 
 // ---- §2 step 5: a background operation is running ----
 
@@ -697,14 +708,16 @@ func (x *cycle) enforceStandbyLeader(noAction, promoted string) Decision {
 func (x *cycle) enforcePrimary(noAction, promoted string) Decision {
 	var acts []Action
 	if !x.s.Paused && x.s.Watchdog != WatchdogOff {
-		if !x.watchdogUsable() && x.s.Watchdog == WatchdogRequired {
+		// §16: an armed watchdog is fed (Patroni activates only when it is
+		// not running); an unusable one stops a required primary.
+		switch {
+		case x.o.WatchdogArmed || x.watchdogUsable():
+			acts = append(acts, x.arm())
+		case x.s.Watchdog == WatchdogRequired:
 			if x.pg.Primary {
 				return Decision{Actions: []Action{Demote{Mode: DemoteImmediate}}, Message: "Demoting self because watchdog could not be activated", Role: "demoted"}
 			}
 			return Decision{Actions: []Action{ReleaseLeader{}}, Message: "Not promoting self because watchdog could not be activated"}
-		}
-		if x.watchdogUsable() {
-			acts = append(acts, x.arm())
 		}
 	}
 	if x.pg.Primary {
@@ -1011,7 +1024,7 @@ func (x *cycle) healthiest() verdict {
 			return v
 		}
 	}
-	if x.s.Watchdog == WatchdogRequired && !x.watchdogUsable() {
+	if x.s.watchdogFailed(x.o.WatchdogUsable) {
 		return vNoBecause("Watchdog device is not usable")
 	}
 	pool := x.pool()

@@ -123,7 +123,9 @@ type Peers interface {
 // Watchdog is the optional watchdog device.
 type Watchdog interface {
 	// Arm activates the device with timeout, or sends a keepalive (and
-	// sets the new timeout when it changed since activation).
+	// sets the new timeout when it changed since activation). Timeout 0
+	// comes only after an activation: a keepalive that keeps the device's
+	// timeout (ArmWatchdog).
 	Arm(timeout time.Duration) error
 	Disarm() error
 	Usable() bool
@@ -168,8 +170,12 @@ type Status struct {
 	// it renews (zero when not leader).
 	LeaseValidUntil time.Time
 	DCSReachable    bool
-	Decision        Decision
-	UpdatedAt       time.Time
+	// WatchdogFailed: the watchdog is required but the device is not
+	// usable or ttl − safety_margin does not suit loop_wait
+	// (spec/ha-loop.md §16); the REST API reports watchdog_failed.
+	WatchdogFailed bool
+	Decision       Decision
+	UpdatedAt      time.Time
 }
 
 // LogEntry is one changed decision in the decision log.
@@ -708,6 +714,7 @@ func (n *Node) publish(d Decision, pg PGState, reachable bool, o Observation) {
 		Paused: s.Paused, Timeline: pg.Timeline, LSN: pg.LSN, DCSReachable: reachable,
 		Decision: d, UpdatedAt: n.clk.Now(),
 		LeaseValidUntil: n.lease.ValidUntil(s.SafetyMargin),
+		WatchdogFailed:  s.watchdogFailed(o.WatchdogUsable),
 	}
 	if n.lastCluster != nil && n.lastCluster.Leader != nil {
 		st.Leader = n.lastCluster.Leader.Name

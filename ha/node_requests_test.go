@@ -291,3 +291,46 @@ func TestNodeFailsafeHeartbeatSlots(t *testing.T) {
 	}
 	require.Empty(t, w.Violations)
 }
+
+// TestNodeWatchdogSmallTTL checks spec ha-loop §16 over the Node when the
+// dynamic configuration lowers ttl to 5 with the default safety_margin 5:
+// ttl − safety_margin is 0, less than loop_wait, so the watchdog is
+// unsupported (Patroni's timing_slack < 0; nothing is adjusted). The
+// device armed before keeps its timeout and is still fed after every
+// renewal, as Patroni's keepalive does, so it never resets the healthy
+// primary; in required mode the node reports watchdog_failed and stays
+// primary (Patroni activates only a device that is not running).
+func TestNodeWatchdogSmallTTL(t *testing.T) {
+	for _, mode := range []ha.WatchdogMode{ha.WatchdogAutomatic, ha.WatchdogRequired} {
+		t.Run(mode.String(), func(t *testing.T) {
+			w := sim.New(sim.Options{Seed: 7, Nodes: 3, NoFaults: true, TTL: 20 * time.Second, LoopWait: 2 * time.Second, RetryTimeout: 3 * time.Second, Watchdog: mode})
+			w.Advance(20 * time.Second)
+			leader := w.Node(w.DCS.Leader())
+			require.NotNil(t, leader)
+			wd := leader.Watchdog
+			require.True(t, wd.Armed, "armed before acting as primary")
+			require.Equal(t, 15*time.Second, wd.Timeout, "ttl 20 − safety_margin 5")
+			for _, n := range w.Nodes {
+				require.False(t, n.Node.Status().WatchdogFailed, "%s: timeout 15 s suits loop_wait 2 s", n.Name)
+			}
+
+			w.SetConfig("ttl", 5)
+			w.SetConfig("loop_wait", 1)
+			w.SetConfig("retry_timeout", 2)
+			fed := wd.Keepalives
+			w.Advance(60 * time.Second)
+			require.Equal(t, leader.Name, w.DCS.Leader(), "the primary keeps the key")
+			require.True(t, leader.PG.Running && leader.PG.Primary)
+			require.Zero(t, wd.Fired, "the watchdog never fired")
+			require.Equal(t, 15*time.Second, wd.Timeout, "no 0 s timeout is set")
+			require.GreaterOrEqual(t, wd.Keepalives-fed, 25, "fed after every renewal")
+			for _, n := range w.Nodes {
+				require.Equal(t, mode == ha.WatchdogRequired, n.Node.Status().WatchdogFailed, "%s reports watchdog_failed", n.Name)
+				if n != leader {
+					require.False(t, n.Watchdog.Armed, "%s: a replica's watchdog is not activated", n.Name)
+				}
+			}
+			require.Empty(t, w.Violations)
+		})
+	}
+}

@@ -763,6 +763,7 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 		s.Timeline = hs.Timeline
 		s.LeaderUntil = hs.LeaseValidUntil
 		s.DCSLastSeen = hs.UpdatedAt
+		s.WatchdogFailed = hs.WatchdogFailed
 	}
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -364,8 +365,52 @@ func TestWatchdogConfig(t *testing.T) {
 	}
 	w, _ := newWatchdog(&config.Watchdog{Mode: "required", Device: filepath.Join(t.TempDir(), "none")}, s, nullLogger())
 	require.False(t, w.Usable())
-	require.Error(t, w.Arm(0))
+	require.Error(t, w.Arm(25*time.Second))
+	require.NoError(t, w.Arm(0), "a keepalive never activates")
 	require.NoError(t, w.Disarm())
+}
+
+// TestWatchdogKeepalive checks spec/ha-loop.md §16 on the device side,
+// with a plain file standing in for /dev/watchdog (its ioctls fail, so
+// every keepalive is a written byte): an armed device is fed on every
+// Arm, also when the loop passes a timeout below the loop_wait of startup
+// (the loop checked it against the current one) and when it passes 0
+// because ttl − safety_margin no longer suits loop_wait (the device keeps
+// its timeout, as Patroni's keepalive does). Arm(0) never activates.
+func TestWatchdogKeepalive(t *testing.T) {
+	dev := filepath.Join(t.TempDir(), "watchdog")
+	require.NoError(t, os.WriteFile(dev, nil, 0o600))
+	written := func() int {
+		st, err := os.Stat(dev)
+		require.NoError(t, err)
+		return int(st.Size())
+	}
+	w, mode := newWatchdog(&config.Watchdog{Device: dev}, config.Settings{TTL: 30, LoopWait: 10}, nullLogger())
+	require.Equal(t, ha.WatchdogAutomatic, mode)
+	require.True(t, w.Usable())
+
+	require.NoError(t, w.Arm(0))
+	require.Nil(t, w.f, "a keepalive never activates")
+	require.Zero(t, written())
+
+	require.NoError(t, w.Arm(25*time.Second))
+	require.NotNil(t, w.f, "activated")
+	require.Equal(t, 1, written(), "activation sends a keepalive")
+
+	// ttl 12, loop_wait 2 since: timeout 7 is below the startup loop_wait.
+	require.NoError(t, w.Arm(7*time.Second))
+	require.Equal(t, 7, w.timeout)
+	require.Equal(t, 2, written(), "fed")
+
+	// ttl 5 since: 0 s is no timeout; keep 7 and feed.
+	require.NoError(t, w.Arm(0))
+	require.Equal(t, 7, w.timeout)
+	require.Equal(t, 3, written(), "fed")
+
+	require.NoError(t, w.Disarm())
+	b, err := os.ReadFile(dev)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0, 0, 0, 'V'}, b, "disarmed with the magic character")
 }
 
 // spec/patronictl.md §3.10: edit-config shows a unified diff of the YAML,

@@ -68,33 +68,25 @@ func newWatchdog(c *config.Watchdog, s config.Settings, log *slog.Logger) (*devW
 	return nil, ha.WatchdogOff
 }
 
-// Usable reports whether the device exists and the timeout is sane.
+// Usable reports whether the device exists. Whether ttl − safety_margin
+// suits loop_wait is the loop's check, made with the current dynamic
+// configuration (spec/ha-loop.md §16); w.timeout and w.loopWait are the
+// startup values.
 func (w *devWatchdog) Usable() bool {
-	if w.timeout < w.loopWait || w.timeout <= 0 {
-		return false
-	}
 	_, err := os.Stat(w.device)
 	return err == nil
 }
 
 // Arm activates the device or sends a keepalive. The loop passes the
 // timeout for the current ttl (ttl − safety_margin, spec/ha-loop.md §16);
-// a changed timeout is set on the open device. In automatic mode a
-// failure is logged and ignored, as Patroni does.
+// a changed timeout is set on the open device. Timeout 0 feeds an open
+// device and keeps its timeout (the current one is not usable), and never
+// activates one. In automatic mode a failure is logged and ignored, as
+// Patroni does.
 func (w *devWatchdog) Arm(timeout time.Duration) error {
-	if s := int(timeout / time.Second); s > 0 {
-		w.mu.Lock()
-		if s != w.timeout {
-			w.timeout = s
-			if w.f != nil {
-				if err := unix.IoctlSetPointerInt(int(w.f.Fd()), wdiocSetTimeout, s); err != nil {
-					w.log.Warn("watchdog timeout could not be changed", "device", w.device, "want", s, "err", err)
-				}
-			}
-		}
-		w.mu.Unlock()
-	}
-	err := w.arm()
+	w.mu.Lock()
+	err := w.arm(int(timeout / time.Second))
+	w.mu.Unlock()
 	if err != nil && !w.required {
 		w.log.Warn("watchdog not activated (mode automatic)", "device", w.device, "err", err)
 		return nil
@@ -102,13 +94,27 @@ func (w *devWatchdog) Arm(timeout time.Duration) error {
 	return err
 }
 
-func (w *devWatchdog) arm() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.timeout < w.loopWait || w.timeout <= 0 {
-		return fmt.Errorf("watchdog timeout %d s is shorter than loop_wait %d s", w.timeout, w.loopWait)
+// arm does Arm with the timeout in seconds, under w.mu. The loop checked
+// the timeout against the current loop_wait; loopWait, the startup value,
+// only guards a device whose actual timeout cannot be set (Patroni's
+// _set_timeout check). An open device is always fed, or it would reset a
+// healthy primary.
+func (w *devWatchdog) arm(s int) error {
+	if s <= 0 && w.f == nil {
+		return nil
+	}
+	if s > 0 && s != w.timeout {
+		w.timeout = s
+		if w.f != nil {
+			if err := unix.IoctlSetPointerInt(int(w.f.Fd()), wdiocSetTimeout, s); err != nil {
+				w.log.Warn("watchdog timeout could not be changed", "device", w.device, "want", s, "err", err)
+			}
+		}
 	}
 	if w.f == nil {
+		if w.timeout <= 0 {
+			return fmt.Errorf("watchdog timeout %d s is not positive", w.timeout)
+		}
 		f, err := os.OpenFile(w.device, os.O_WRONLY, 0)
 		if err != nil {
 			return fmt.Errorf("open watchdog %s: %w", w.device, err)

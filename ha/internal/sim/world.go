@@ -32,6 +32,9 @@ type Options struct {
 	Tags map[string]map[string]any
 	// NoFaults runs the bootstrap and a quiet period only.
 	NoFaults bool
+	// Watchdog gives every node a simulated watchdog device in this mode
+	// (off: none).
+	Watchdog ha.WatchdogMode
 }
 
 const (
@@ -57,6 +60,46 @@ type Node struct {
 	PeerCut     bool
 	ReplCut     bool
 	LastMsg     string
+	// Watchdog is the node's device (nil without Options.Watchdog).
+	Watchdog *Watchdog
+}
+
+// Watchdog is a simulated watchdog device: once armed it fires when no
+// keepalive came within its timeout. Firing is only counted.
+type Watchdog struct {
+	w          *World
+	Armed      bool
+	Timeout    time.Duration
+	Last       time.Time
+	Keepalives int
+	Fired      int
+}
+
+var _ ha.Watchdog = (*Watchdog)(nil)
+
+// Arm activates the device or feeds it; timeout 0 keeps the timeout and
+// does not activate (ha.Watchdog).
+func (d *Watchdog) Arm(timeout time.Duration) error {
+	if timeout <= 0 && !d.Armed {
+		return nil
+	}
+	if timeout > 0 {
+		d.Timeout = timeout
+	}
+	d.Armed, d.Last = true, d.w.Clock.Now()
+	d.Keepalives++
+	return nil
+}
+
+func (d *Watchdog) Disarm() error { d.Armed = false; return nil }
+func (d *Watchdog) Usable() bool  { return true }
+
+// check counts a firing: armed and not fed within the timeout.
+func (d *Watchdog) check(now time.Time) {
+	if d.Armed && now.Sub(d.Last) > d.Timeout {
+		d.Fired++
+		d.Last = now
+	}
 }
 
 // World is one simulated cluster.
@@ -193,11 +236,18 @@ func (w *World) SetConfig(key string, v any) {
 func (w *World) Node(name string) *Node { return w.node(name) }
 
 func (w *World) startNode(n *Node) {
-	node, err := ha.New(ha.Options{
+	opts := ha.Options{
 		Config: w.config(n),
 		Store:  n.Store, Postgres: n.PG, Peers: &peers{w: w, self: n}, Clock: w.Clock,
 		APIURL: "sim://" + n.Name, ConnURL: "postgres://" + n.Name, Inline: true,
-	})
+	}
+	if w.Opt.Watchdog != ha.WatchdogOff {
+		if n.Watchdog == nil {
+			n.Watchdog = &Watchdog{w: w}
+		}
+		opts.Watchdog = n.Watchdog
+	}
+	node, err := ha.New(opts)
 	if err != nil {
 		panic(err)
 	}
@@ -207,6 +257,7 @@ func (w *World) startNode(n *Node) {
 func (w *World) config(n *Node) ha.Config {
 	c := ha.DefaultConfig()
 	c.Name, c.Tags, c.TTL, c.LoopWait, c.RetryTimeout = n.Name, n.Tags, w.ttl, w.lw, w.rt
+	c.Watchdog = w.Opt.Watchdog
 	c.UsePgRewind, c.Logger, c.DecisionLogSize = true, w.logger, 20
 	return c
 }
@@ -395,6 +446,11 @@ func (w *World) Tick() {
 		w.logf("leader key of %s expired", old)
 	}
 	w.replicate()
+	for _, n := range w.Nodes {
+		if n.Watchdog != nil {
+			n.Watchdog.check(now)
+		}
+	}
 	for range settleRuns {
 		stepped := false
 		for _, n := range w.Nodes {
