@@ -727,9 +727,8 @@ func (d *daemon) applyConfig(ctx context.Context, cl *dcs.Cluster) {
 		return
 	}
 	eff, _ := config.Effective(d.cfg.Load(), dyn)
-	if s, err := dyn.Settings(); err == nil {
-		d.pga.setStandby(s.StandbyCluster)
-	}
+	s, _ := dyn.Settings() // warnings were logged when the configuration was read
+	d.pga.setStandby(s.StandbyCluster)
 	params := map[string]string{}
 	for k, v := range eff.RoleParameters("") {
 		params[k] = gucString(v)

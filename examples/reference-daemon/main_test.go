@@ -20,6 +20,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/ha"
+	"github.com/pgwarden/pgwarden/postgres"
 )
 
 func lsn(v uint64) *dcs.LSN { l := dcs.LSN(v); return &l }
@@ -317,6 +318,42 @@ postgresql:
 	require.Equal(t, 8, dynamicSettings(other, wl).TTL)
 	require.Equal(t, 1, count("8 is below Patroni's documented minimum 20"), out.String())
 	require.Equal(t, 1, count("2 is below Patroni's documented minimum 3"), out.String())
+}
+
+// TestApplyConfigWithWarnings checks spec/config.md §2-§3: a dynamic
+// configuration that carries a warning (ttl below Patroni's documented
+// minimum) still has its standby_cluster section applied; the warnings
+// were once read as an error and the section skipped.
+func TestApplyConfigWithWarnings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "n1.yml")
+	require.NoError(t, os.WriteFile(path, []byte(`scope: t
+name: n1
+restapi:
+  listen: 127.0.0.1:18999
+  connect_address: 127.0.0.1:18999
+etcd3:
+  hosts: 127.0.0.1:1
+postgresql:
+  listen: 127.0.0.1:15999
+  connect_address: 127.0.0.1:15999
+  data_dir: `+filepath.Join(dir, "data")+`
+  authentication:
+    superuser: {username: postgres, password: x}
+    replication: {username: rep, password: x}
+`), 0o600))
+	c, _, err := loadConfig(path)
+	require.NoError(t, err)
+	m, err := postgres.New(postgres.Config{Name: "n1", Scope: "t", DataDir: filepath.Join(dir, "data"), Port: 15999,
+		Superuser: postgres.User{Username: "postgres"}, Replication: postgres.User{Username: "rep"}})
+	require.NoError(t, err)
+	d := &daemon{log: nullLogger(), pg: m, pga: &pgAdapter{m: m, name: "n1"}}
+	d.cfg.Store(c)
+	raw := []byte(`{"ttl":10,"loop_wait":1,"retry_timeout":2,"standby_cluster":{"host":"10.0.0.9","port":5432,"primary_slot_name":"standby"}}`)
+	d.applyConfig(t.Context(), &dcs.Cluster{Config: &dcs.ClusterConfig{Raw: raw}})
+	require.True(t, d.pga.standby, "standby_cluster applied")
+	require.Equal(t, "standby", d.pga.standbySlot)
+	require.Equal(t, raw, d.lastRaw)
 }
 
 // Issue 7: readiness under systemd (Type=notify) is one datagram on
