@@ -272,6 +272,11 @@ func (x *cycle) addSlots(d *Decision) {
 		d.Actions = append(d.Actions, SyncSlots{Names: strings.Join(want, ","), Logical: joinLogical(keep)})
 	}
 	leader := x.leaderName()
+	if x.failsafeLeader() != nil {
+		// §11: nothing is copied while the failsafe heartbeat stands in
+		// for the DCS (Patroni: not while failsafe is active).
+		missing = nil
+	}
 	if a, ok := x.advance(want, keepNames); ok && len(missing) == 0 {
 		d.Actions = append(d.Actions, a)
 	}

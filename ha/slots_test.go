@@ -204,6 +204,11 @@ func TestFailsafeReplicaSlots(t *testing.T) {
 		})
 	}
 
+	// Patroni copies no logical slot while failsafe is active: the
+	// missing copy waits, the others still advance.
+	d := Decide(base(func(o *Observation) { unlockedDCS(o); o.PG.LogicalSlots = nil }))
+	require.Equal(t, []Action{AdvanceSlots{Physical: "ext,n1"}}, d.Actions)
+
 	// With the leader key held, /status.slots is the source as before.
 	o := base(func(o *Observation) {})
 	require.Equal(t, []Action{AdvanceSlots{Physical: "ext,n1", Logical: "cdc"}}, Decide(o).Actions)
