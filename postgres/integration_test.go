@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -194,7 +196,10 @@ func TestFailoverRewindFollow(t *testing.T) {
 	ctx := t.Context()
 	p := fastPrimary(t, "node1", nil)
 	p.exec(t, "CREATE TABLE t1 (v text)")
-	r := cloneReplica(t, p, "node2", nil)
+	prePromoted := filepath.Join(t.TempDir(), "pre_promote")
+	r := cloneReplica(t, p, "node2", func(c *postgres.Config) {
+		c.PrePromote = "sh -c 'echo ran >> " + prePromoted + "'"
+	})
 	p.exec(t, "INSERT INTO t1 VALUES ('one')")
 	testutil.SucceedsSoon(t, func() error { return r.hasRow(ctx, "one") })
 
@@ -202,6 +207,13 @@ func TestFailoverRewindFollow(t *testing.T) {
 	require.NoError(t, r.m.Promote(ctx))
 	t.Logf("promote took %s", time.Since(start))
 	require.Equal(t, postgres.RolePrimary, r.m.Role())
+	// Promoting a primary again succeeds and changes nothing; pre_promote
+	// ran once, before the real promotion.
+	require.NoError(t, r.m.Promote(ctx))
+	require.Equal(t, postgres.RolePrimary, r.m.Role())
+	ran, err := os.ReadFile(prePromoted)
+	require.NoError(t, err)
+	require.Equal(t, "ran\n", string(ran))
 	hist, err := r.m.TimelineHistory(2)
 	require.NoError(t, err)
 	require.Len(t, hist, 1)

@@ -696,45 +696,60 @@ func (m *Manager) Promote(ctx context.Context) error {
 	return m.hook(ctx, StepPromote, func() error { return m.promote(ctx) })
 }
 
+// promoteSQL asks for a promotion over the open connection: what
+// "pg_ctl promote -W" asks from a new process (the promote signal file
+// and SIGUSR1 to the postmaster), without the cost of starting one in the
+// middle of a switchover. warmPromote prepares it.
+const promoteSQL = "SELECT pg_promote(false)"
+
+// errNotInRecovery: pg_promote found the server out of recovery already.
+var errNotInRecovery = errors.New("postgres: not in recovery")
+
+// requestPromote asks Postgres to promote: pg_promote on the promotion
+// connection, or pg_ctl promote for a role without the right to call it.
+func (m *Manager) requestPromote(ctx context.Context) error {
+	var sent bool
+	err := m.run(ctx, &m.ctl, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, promoteSQL).Scan(&sent)
+	})
+	if err == nil && sent {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55000" { // recovery is not in progress
+		return errNotInRecovery
+	}
+	m.log.Debug("promote: pg_promote failed; using pg_ctl promote", "error", err, "sent", sent)
+	cmd, err := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if _, err := run(cmd); err != nil {
+		if in, qerr := m.inRecovery(ctx, &m.ctl); qerr == nil && !in {
+			return errNotInRecovery
+		}
+		return err
+	}
+	return nil
+}
+
 func (m *Manager) promote(ctx context.Context) error {
 	if !m.IsRunning() {
 		return fmt.Errorf("postgres: promote: %w", ErrNotRunning)
 	}
-	inRecovery, err := m.inRecovery(ctx, &m.ctl)
-	if err != nil {
-		return fmt.Errorf("postgres: promote: %w", err)
-	}
-	if !inRecovery {
-		m.setRole(RolePrimary)
-		return nil
-	}
-	if m.cfg.PrePromote != "" {
+	// No query first: the loop asks only a server it saw in recovery, and
+	// pg_promote itself says when it is not (a round trip saved in every
+	// switchover). pre_promote runs unless the server is known primary.
+	if m.cfg.PrePromote != "" && m.Role() != RolePrimary {
 		if err := m.runScript(ctx, m.cfg.PrePromote, nil, nil); err != nil {
 			return fmt.Errorf("%w: %w", ErrPrePromoteFailed, err)
 		}
 	}
-	// pg_promote(false) asks over the open connection what
-	// "pg_ctl promote -W" asks from a new process (the promote signal file
-	// and SIGUSR1 to the postmaster), without the cost of starting one in
-	// the middle of a switchover. pg_ctl remains the fallback, for a role
-	// without the right to call pg_promote.
-	request := func() error {
-		var sent bool
-		err := m.run(ctx, &m.ctl, func(c *pgx.Conn) error {
-			return c.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&sent)
-		})
-		if err == nil && sent {
-			return nil
-		}
-		m.log.Debug("promote: pg_promote failed; using pg_ctl promote", "error", err, "sent", sent)
-		cmd, cerr := m.command(ctx, "pg_ctl", "promote", "-W", "-D", m.cfg.DataDir)
-		if cerr != nil {
-			return cerr
-		}
-		_, cerr = run(cmd)
-		return cerr
-	}
-	if err := request(); err != nil {
+	switch err := m.requestPromote(ctx); {
+	case errors.Is(err, errNotInRecovery):
+		m.setRole(RolePrimary)
+		return nil
+	case err != nil:
 		return fmt.Errorf("postgres: promote: %w", err)
 	}
 	m.setRole(RolePromoted)
@@ -756,7 +771,7 @@ func (m *Manager) promote(ctx context.Context) error {
 		if err == nil && time.Since(asked) >= repromoteAfter {
 			asked = time.Now()
 			m.log.Debug("promote: still in recovery; asking again")
-			_ = request()
+			_ = m.requestPromote(ctx)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("postgres: promote: still in recovery after %s (last error: %v)", m.cfg.PromoteTimeout, err)

@@ -332,15 +332,25 @@ func (m *Manager) State(ctx context.Context) (State, error) {
 	return s, nil
 }
 
-// warmPromote opens the promotion connection of a replica ahead of time:
-// a new backend costs tens of milliseconds on a busy host, too much to pay
-// in the middle of a switchover. A failure is left to the promotion, which
+// warmPromote opens the promotion connection of a replica ahead of time
+// and runs the promotion's queries once: a new backend and its first
+// queries cost tens of milliseconds on a busy host, too much to pay in the
+// middle of a switchover. A failure is left to the promotion, which
 // connects again.
 func (m *Manager) warmPromote(ctx context.Context) {
 	if m.ctl.open() {
 		return
 	}
-	if err := m.run(ctx, &m.ctl, func(*pgx.Conn) error { return nil }); err != nil {
+	// The first queries of a new backend load its caches: run them now.
+	err := m.run(ctx, &m.ctl, func(c *pgx.Conn) error {
+		var in bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&in); err != nil {
+			return err
+		}
+		_, err := c.Prepare(ctx, promoteSQL, promoteSQL)
+		return err
+	})
+	if err != nil {
 		m.log.Debug("promotion connection not opened", "error", err)
 	}
 }
