@@ -1,6 +1,8 @@
 package ha
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -601,7 +603,7 @@ func TestDemoteModes(t *testing.T) {
 		o.Cluster, o.DCSError = nil, true
 	}).o).Actions)
 	require.Equal(t, []Action{UpdateLeader{}, Demote{Mode: DemoteCluster, Upstream: "remote"}}, Decide(newWorld("n1", "n1").with(func(o *Observation) {
-		o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+		standbyCluster(o)
 	}).o).Actions)
 }
 
@@ -620,7 +622,7 @@ func TestRolesAndStates(t *testing.T) {
 			o.Op = Operation{Kind: OpPromote, Running: true}
 		})},
 		{"standby_leader", "standby_leader", "running", newWorld("n1", "n1").with(func(o *Observation) {
-			o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+			standbyCluster(o)
 			o.PG.Primary, o.PG.Upstream = false, "remote"
 		})},
 		{"demoted", "demoted", "running", newWorld("n2", "n1").with(func(o *Observation) { o.PG.Primary = true })},
@@ -701,4 +703,55 @@ func TestCrashRecoverySkippedAfterClone(t *testing.T) {
 	require.Equal(t, []Action{CrashRecovery{}}, Decide(w.o).Actions)
 	w.o.PG.BackupLabel = true
 	require.Equal(t, []Action{StartPostgres{Upstream: "n1"}}, Decide(w.o).Actions)
+}
+
+// The dynamic configuration's standby_cluster section decides at runtime
+// whether this is a standby cluster, both ways: ctl demote-cluster adds it
+// and the primary demotes to a standby leader, promote-cluster removes it
+// and the standby leader promotes (spec/patronictl.md §3.17-3.18,
+// spec ha-loop §6.1 demote-cluster).
+func TestStandbyClusterFromDynamicConfig(t *testing.T) {
+	withSection := func(v any) *world {
+		return newWorld("n1", "n1").with(func(o *Observation) { o.Cluster.Config.Data["standby_cluster"] = v })
+	}
+	for _, v := range []any{
+		map[string]any{"host": "10.0.0.9", "port": json.Number("5433")},
+		map[string]any{"restore_command": "cp /archive/%f %p"},
+	} {
+		d := Decide(withSection(v).o)
+		require.Equal(t, []Action{UpdateLeader{}, Demote{Mode: DemoteCluster, Upstream: "remote"}}, d.Actions, "%v", v)
+		require.Equal(t, "cannot be a real primary in standby cluster", d.Message)
+	}
+	for _, v := range []any{nil, map[string]any{}, map[string]any{"primary_slot_name": "s"}} {
+		d := Decide(withSection(v).o)
+		require.NotContains(t, fmt.Sprint(d.Actions), "demote", "%v is no standby cluster", v)
+	}
+
+	// A standby leader whose section was removed promotes, whatever its
+	// start-up configuration said.
+	d := Decide(newWorld("n1", "n1").with(func(o *Observation) {
+		standbyCluster(o)
+		o.Cluster.Config.Data["standby_cluster"] = nil
+		o.PG.Primary, o.PG.Upstream, o.PG.Streaming = false, "remote", true
+		o.Cluster.Members[0].Role = "standby_leader"
+	}).o)
+	require.Contains(t, d.Actions, Action(Promote{}), d.Message)
+
+	eff := effective(Config{StandbyCluster: &StandbyCluster{Host: "a", Port: 1}},
+		&dcs.ClusterConfig{Version: "1", Data: map[string]any{"standby_cluster": map[string]any{"host": "b", "port": "6543"}}})
+	require.Equal(t, &StandbyCluster{Host: "b", Port: 6543}, eff.StandbyCluster)
+	eff = effective(Config{StandbyCluster: &StandbyCluster{Host: "a", Port: 1}}, &dcs.ClusterConfig{Version: "1", Data: map[string]any{}})
+	require.Nil(t, eff.StandbyCluster, "the dynamic configuration has no section: not a standby cluster")
+	eff = effective(Config{StandbyCluster: &StandbyCluster{Host: "a", Port: 1}}, nil)
+	require.Equal(t, &StandbyCluster{Host: "a", Port: 1}, eff.StandbyCluster, "no dynamic configuration yet: the start-up one")
+}
+
+// standbyCluster makes o a standby cluster following "remote": in the
+// start-up configuration and, when the cluster has one, in its dynamic
+// configuration, which decides.
+func standbyCluster(o *Observation) {
+	o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+	if o.Cluster != nil && o.Cluster.Config != nil {
+		o.Cluster.Config.Data["standby_cluster"] = map[string]any{"host": "remote", "port": json.Number("5432")}
+	}
 }

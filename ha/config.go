@@ -111,7 +111,9 @@ type Config struct {
 	// one never races for initialize).
 	Bootstrap bool
 	// StandbyCluster, when non-nil, makes this a standby cluster following
-	// the given remote primary.
+	// the given remote primary until the cluster has a dynamic
+	// configuration (the "config" key); from then on that configuration's
+	// standby_cluster section decides, as in Patroni.
 	StandbyCluster *StandbyCluster
 	Watchdog       WatchdogMode
 	// WatchdogSafetyMargin is how long before the lease ends the watchdog
@@ -301,11 +303,49 @@ func effective(c Config, cc *dcs.ClusterConfig) Settings {
 			s.FailsafeMode = dcs.Truthy(v)
 		}
 		s.Paused = dcs.Truthy(d["pause"])
+		// Once the cluster has a dynamic configuration, its
+		// standby_cluster section decides, both ways: ctl demote-cluster
+		// adds it, promote-cluster removes it.
+		s.StandbyCluster = parseStandbyCluster(d["standby_cluster"])
 	}
 	if s.StandbyCluster != nil {
 		s.SyncMode = SyncOff
 	}
 	return s
+}
+
+// parseStandbyCluster reads the standby_cluster section of the dynamic
+// configuration: nil unless it names a host, a port or a restore_command,
+// which is when Patroni treats the cluster as a standby cluster. The port
+// defaults to 5432.
+func parseStandbyCluster(v any) *StandbyCluster {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	str := func(k string) string {
+		switch x := m[k].(type) {
+		case string:
+			return strings.TrimSpace(x)
+		case json.Number:
+			return x.String()
+		case float64:
+			return strconv.FormatFloat(x, 'f', -1, 64)
+		case int:
+			return strconv.Itoa(x)
+		}
+		return ""
+	}
+	sc := &StandbyCluster{Host: str("host"), RestoreCommand: str("restore_command")}
+	port := str("port")
+	if sc.Host == "" && port == "" && sc.RestoreCommand == "" {
+		return nil
+	}
+	sc.Port = 5432
+	if p, err := strconv.Atoi(port); err == nil && p > 0 {
+		sc.Port = p
+	}
+	return sc
 }
 
 func parseSyncMode(v any) SyncMode {

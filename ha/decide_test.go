@@ -427,7 +427,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "standby leader bootstrap: start after the clone", spec: "§8.1, acceptance §16.4",
 			w: newWorld("n1", "").with(func(o *Observation) {
-				o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+				standbyCluster(o)
 				o.Bootstrapping = true
 				o.Op = Operation{Kind: OpClone}
 				o.PG.Running, o.PG.Primary = false, false
@@ -437,7 +437,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "standby leader bootstrap: failed start gives up", spec: "§8.2",
 			w: newWorld("n1", "").with(func(o *Observation) {
-				o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+				standbyCluster(o)
 				o.Bootstrapping = true
 				o.Op = Operation{Kind: OpStart, Failed: true}
 				o.PG.Running, o.PG.Primary = false, false
@@ -551,7 +551,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "standby cluster: leader follows the remote primary", spec: "§14",
 			w: newWorld("n1", "n1").with(func(o *Observation) {
-				o.Config.StandbyCluster = &StandbyCluster{Host: "remote", Port: 5432}
+				standbyCluster(o)
 				o.PG.Primary = false
 			}),
 			msg: "promoted self to a standby leader because i had the session lock", actions: []Action{UpdateLeader{}, Follow{Upstream: "remote"}}, role: "standby_leader",

@@ -839,8 +839,7 @@ func (n *Node) upstream(cl *dcs.Cluster, name string) *dcs.Member {
 	if name == "" {
 		return nil
 	}
-	if name == remoteName && n.cfg.StandbyCluster != nil {
-		sc := n.cfg.StandbyCluster
+	if sc := n.settings().StandbyCluster; name == remoteName && sc != nil {
 		return &dcs.Member{Name: remoteName, ConnURL: fmt.Sprintf("postgres://%s:%d/postgres", sc.Host, sc.Port)}
 	}
 	if cl != nil {

@@ -113,7 +113,7 @@ func ctlMain(argv []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	if i >= len(argv) {
-		return fail("Missing command. Commands: list, topology, switchover, failover, show-config, edit-config, pause, resume, history, restart, reload, reinit, remove, dsn, query, flush, version")
+		return fail("Missing command. Commands: list, topology, switchover, failover, show-config, edit-config, pause, resume, history, restart, reload, reinit, remove, dsn, query, flush, version, demote-cluster, promote-cluster")
 	}
 	cmd, rest := argv[i], argv[i+1:]
 	c, err := ctlConfig(g.get("config"), g.get("dcs"))
@@ -161,6 +161,10 @@ func ctlMain(argv []string, stdin io.Reader, stdout io.Writer) error {
 		return x.flush(rest)
 	case "version":
 		return x.version(rest)
+	case "demote-cluster":
+		return x.changeClusterRole(rest, true)
+	case "promote-cluster":
+		return x.changeClusterRole(rest, false)
 	}
 	return fail("No such command '%s'.", cmd)
 }
@@ -1286,4 +1290,151 @@ func (x *ctl) apiPending(m *dcs.Member) bool {
 	defer cancel()
 	doc, err := x.client(m).Patroni(ctx)
 	return err == nil && doc.PendingRestart
+}
+
+// ---- demote-cluster, promote-cluster --------------------------------------
+
+// clusterRoleChange is what demote-cluster or promote-cluster does: the
+// words of its messages and the role the leader has when it is done.
+type clusterRoleChange struct {
+	verb, noun, past, role string
+}
+
+var (
+	demoteCluster  = clusterRoleChange{"demote", "demotion", "demoted", "standby_leader"}
+	promoteCluster = clusterRoleChange{"promote", "promotion", "promoted", "primary"}
+)
+
+// changeClusterRole turns the cluster into a standby cluster following a
+// remote primary (demote-cluster) or back into a primary cluster
+// (promote-cluster) through the dynamic configuration's standby_cluster
+// section, then follows the leader's role in the DCS until the change is
+// done (spec/patronictl.md §3.17, §3.18).
+func (x *ctl) changeClusterRole(argv []string, demote bool) error {
+	rc, spec := promoteCluster, map[string]string{"--force": "force"}
+	if demote {
+		rc = demoteCluster
+		spec["--host"], spec["--port"] = "host=", "port="
+		spec["--restore-command"], spec["--primary-slot-name"] = "restore-command=", "primary-slot-name="
+	}
+	a, err := parseArgs(argv, spec)
+	if err != nil {
+		return err
+	}
+	var standby map[string]any // nil: remove the section (promote)
+	if demote {
+		standby = map[string]any{}
+		if h := a.get("host"); h != "" {
+			standby["host"] = h
+		}
+		if p := a.get("port"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil || n <= 0 || n > 65535 {
+				return fail("Invalid value for '--port': '%s' is not a valid port.", p)
+			}
+			standby["port"] = n
+		}
+		if r := a.get("restore-command"); r != "" {
+			standby["restore_command"] = r
+		}
+		if len(standby) == 0 {
+			return fail("At least --host, --port or --restore-command should be specified")
+		}
+		if s := a.get("primary-slot-name"); s != "" {
+			standby["primary_slot_name"] = s
+		}
+	}
+	name := first(a.pos)
+	cl, err := x.cluster(name)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		name = x.cfg.Scope
+	}
+	var leader *dcs.Member
+	if cl.Leader != nil {
+		leader = cl.Member(cl.Leader.Name)
+	}
+	if leader == nil {
+		return fail("Cluster has no leader, %s is not possible", rc.noun)
+	}
+	if sameRole(leader.Role, rc.role) {
+		return fail("Cluster is already in the required state")
+	}
+	if err := printCluster(x.out, cl, x.cfg.Scope, "topology", false); err != nil {
+		return err
+	}
+	if !a.has("force") && !x.confirm(fmt.Sprintf("Are you sure you want to %s %s cluster?", rc.verb, name), false) {
+		return fail("Aborted cluster %s", rc.noun)
+	}
+	ctx, cancel := x.ctx()
+	resp, err := x.client(leader).Do(ctx, "PATCH", "/config", nil, map[string]any{"standby_cluster": standby})
+	cancel()
+	if err != nil {
+		return fail("Failed to %s %s cluster: %v", rc.verb, name, err)
+	}
+	if resp.Code != 200 {
+		// patronictl repeats the prefix here; kept for scripts that match it.
+		return fail("Failed to %s %s cluster: Failed to %s %s cluster: /config PATCH status code=%d, (%s)",
+			rc.verb, name, rc.verb, name, resp.Code, resp.Text())
+	}
+	for {
+		time.Sleep(time.Second)
+		cl, err = x.cluster(name)
+		if err != nil {
+			fmt.Fprintf(x.out, "%s %v\n", ts(x.now()), err)
+			continue
+		}
+		var now *dcs.Member
+		if cl.Leader != nil {
+			now = cl.Member(cl.Leader.Name)
+		}
+		line := fmt.Sprintf("%s cluster is unlocked: %s, leader role: %s, leader state: %s",
+			ts(x.now()), pyBool(now == nil), roleOf(now), stateOf(now))
+		old := cl.Member(leader.Name)
+		if now == nil || now.Name != leader.Name {
+			line += fmt.Sprintf(", previous leader state: '%s'", stateOf(old))
+		}
+		fmt.Fprintln(x.out, line)
+		if now != nil && sameRole(now.Role, rc.role) && now.State == "running" && old != nil && old.State == "running" {
+			break
+		}
+	}
+	fmt.Fprintf(x.out, "%s cluster is successfully %s\n", ts(x.now()), rc.past)
+	return printCluster(x.out, cl, x.cfg.Scope, "topology", false)
+}
+
+// sameRole compares member roles, taking Patroni's older "master" for
+// "primary".
+func sameRole(a, b string) bool {
+	norm := func(r string) string {
+		if r == "master" {
+			return "primary"
+		}
+		return r
+	}
+	return norm(a) == norm(b)
+}
+
+// pyBool prints a boolean as patronictl (Python) does.
+func pyBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
+
+func roleOf(m *dcs.Member) string {
+	if m == nil {
+		return "None"
+	}
+	return m.Role
+}
+
+func stateOf(m *dcs.Member) string {
+	if m == nil {
+		return "None"
+	}
+	return m.State
 }

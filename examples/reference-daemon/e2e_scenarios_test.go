@@ -926,6 +926,40 @@ func TestE2ETopology(t *testing.T) {
 		role, out, err := ctlListRole(ctx, sc, s.Name)
 		require.NoError(t, err)
 		require.Equal(t, "Standby Leader", role, out)
+
+		// ctl promote-cluster: the standby cluster becomes a primary
+		// cluster of its own and takes writes.
+		out, err = sc.Ctl(ctx, "promote-cluster", "topo-standby", "--force")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "cluster is successfully promoted", out)
+		t.Logf("ctl promote-cluster:\n%s", out)
+		code, _, err = s.Get(ctx, "/primary")
+		require.NoError(t, err)
+		require.Equal(t, 200, code, "the promoted cluster's leader is a primary")
+		require.NoError(t, pgExec(ctx, s.PGPort, "INSERT INTO topo VALUES (102)"))
+		out, err = sc.Ctl(ctx, "promote-cluster", "topo-standby", "--force")
+		require.Error(t, err)
+		require.Contains(t, out, "Cluster is already in the required state", out)
+
+		// ctl demote-cluster: a standby cluster again, here replaying from
+		// an archive only (its own timeline has left topo's behind).
+		out, err = sc.Ctl(ctx, "demote-cluster", "topo-standby", "--force")
+		require.Error(t, err, "nothing to follow given")
+		require.Contains(t, out, "At least --host, --port or --restore-command should be specified", out)
+		out, err = sc.Ctl(ctx, "demote-cluster", "topo-standby", "--restore-command", "false", "--force")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "cluster is successfully demoted", out)
+		t.Logf("ctl demote-cluster:\n%s", out)
+		code, _, err = s.Get(ctx, "/standby-leader")
+		require.NoError(t, err)
+		require.Equal(t, 200, code)
+		code, _, err = s.Get(ctx, "/primary")
+		require.NoError(t, err)
+		require.Equal(t, 503, code)
+		require.Error(t, pgExec(ctx, s.PGPort, "INSERT INTO topo VALUES (103)"), "a standby leader is read-only")
+		got, err := pgCount(ctx, s.PGPort, "SELECT count(*) FROM topo WHERE v = 102")
+		require.NoError(t, err)
+		require.Equal(t, 1, got, "the row written while it was a primary is kept")
 		s.Stop(30 * time.Second)
 	})
 
