@@ -1438,3 +1438,15 @@ func stateOf(m *dcs.Member) string {
 	}
 	return m.State
 }
+
+// ctlAuth returns the Basic auth for outbound REST calls: ctl.authentication,
+// else restapi.authentication.
+func ctlAuth(c *config.Config) (string, string) {
+	if a := c.Ctl.Authentication; a != nil && a.Username != "" {
+		return a.Username, a.Password
+	}
+	if a := c.RestAPI.Authentication; a != nil {
+		return a.Username, a.Password
+	}
+	return "", ""
+}

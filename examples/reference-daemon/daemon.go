@@ -426,7 +426,7 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 		return fmt.Errorf("restapi tls: %w", err)
 	}
 	user, pass := ctlAuth(c)
-	peers := &peerProber{p: api.NewClientProber(nil, user, pass), user: user, pass: pass}
+	peers := api.NewPeers(api.PeersConfig{Username: user, Password: pass})
 	hc := haConfig(c, settings, log)
 	wd, wdMode := newWatchdog(c.Watchdog, settings, log)
 	hc.Watchdog = wdMode

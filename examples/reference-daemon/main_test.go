@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgwarden/pgwarden/api"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/ha"
@@ -159,71 +156,6 @@ func TestSetPath(t *testing.T) {
 	require.NoError(t, setPath(m, "postgresql.parameters.pg_stat_statements.max=null", ""))
 	require.Equal(t, map[string]any{"ttl": 40}, m)
 	require.EqualError(t, setPath(m, "novalue", "novalue"), "Invalid parameter setting novalue")
-}
-
-// spec/rest-api.md §7: a peer is reachable with an xlog object; not in
-// recovery iff xlog.location or role primary; a replica's position is
-// max(received, replayed).
-func TestPeerStatus(t *testing.T) {
-	u := func(v uint64) *uint64 { return &v }
-	tests := []struct {
-		name string
-		doc  *api.StatusDocument
-		want bool
-		rec  bool
-		lsn  dcs.LSN
-	}{
-		{name: "no xlog", doc: &api.StatusDocument{Role: "replica"}},
-		{name: "primary", doc: &api.StatusDocument{Role: "primary", XLog: &api.XLog{Location: u(100)}}, want: true, lsn: 100},
-		{name: "replica", doc: &api.StatusDocument{Role: "replica", XLog: &api.XLog{ReceivedLocation: u(90), ReplayedLocation: u(95)}}, want: true, rec: true, lsn: 95},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ps := peerStatus(tc.doc, nil)
-			require.Equal(t, tc.want, ps.Reachable)
-			require.Equal(t, tc.rec, ps.InRecovery)
-			require.Equal(t, tc.lsn, ps.LSN)
-		})
-	}
-}
-
-// spec/rest-api.md §6-§7, spec/ha-loop.md §11: the failsafe heartbeat
-// goes to every other member of the failsafe key with name, conn_url,
-// api_url and slots (absolute LSNs), as Patroni 3.x sends it, and the lsn
-// header of each answer comes back by member name.
-func TestPeerFailsafe(t *testing.T) {
-	var got map[string]any
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/failsafe" {
-			http.NotFound(w, r)
-			return
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.UseNumber()
-		if err := dec.Decode(&got); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("lsn", "50331648")
-		_, _ = w.Write([]byte("Accepted"))
-	}))
-	t.Cleanup(srv.Close)
-	hb := ha.FailsafeHeartbeat{Name: "n1", ConnURL: "postgres://10.0.0.1:5432/postgres", APIURL: "http://10.0.0.1:8008/patroni",
-		Slots: map[string]dcs.LSN{"n1": 67419744, "n2": 50331648, "cdc": 1 << 40}}
-	pp := &peerProber{}
-	lsns, ok := pp.Failsafe(t.Context(), dcs.Failsafe{"n1": "http://10.0.0.1:8008/patroni", "n2": srv.URL + "/patroni"}, hb)
-	require.True(t, ok)
-	require.Equal(t, map[string]dcs.LSN{"n2": 50331648}, lsns)
-	require.Equal(t, map[string]any{
-		"name": "n1", "conn_url": "postgres://10.0.0.1:5432/postgres", "api_url": "http://10.0.0.1:8008/patroni",
-		"slots": map[string]any{"n1": json.Number("67419744"), "n2": json.Number("50331648"), "cdc": json.Number("1099511627776")},
-	}, got)
-
-	// A key without this node fails without calling anybody.
-	got = nil
-	_, ok = pp.Failsafe(t.Context(), dcs.Failsafe{"n2": srv.URL + "/patroni"}, hb)
-	require.False(t, ok)
-	require.Nil(t, got)
 }
 
 // Issue 7 acceptance: a second daemon on the same data directory is

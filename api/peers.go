@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"context"
@@ -9,23 +9,49 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pgwarden/pgwarden/api"
-	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/ha"
 )
 
-// peerProber is the ha.Peers of the daemon: GET /patroni of each member
-// through api's prober, read as spec/rest-api.md §7 says.
-type peerProber struct {
-	p api.Prober
-	// user and pass authenticate failsafe heartbeats.
+// PeersConfig configures the Peers returned by NewPeers.
+type PeersConfig struct {
+	// Prober asks one member for GET /patroni. Nil means
+	// NewClientProber(nil, Username, Password): Basic auth, a 2 s timeout
+	// and no certificate verification.
+	Prober Prober
+	// Username and Password are the Basic auth sent with failsafe
+	// heartbeats (POST /failsafe), and by the default Prober; Patroni takes
+	// them from ctl.authentication, else restapi.authentication. Empty
+	// sends none.
+	Username, Password string
+}
+
+// Peers is the ha.Peers of a node that talks to its peers over this REST
+// API: Probe reads each member's GET /patroni (spec/rest-api.md §7) and
+// Failsafe posts the primary's heartbeat to POST /failsafe
+// (spec/ha-loop.md §11). It is safe for concurrent use; ha.Node calls it
+// from its loop goroutine.
+type Peers struct {
+	prober     Prober
 	user, pass string
 }
 
-var _ ha.Peers = (*peerProber)(nil)
+var _ ha.Peers = (*Peers)(nil)
 
-func (pp *peerProber) Probe(ctx context.Context, members []*dcs.Member) map[string]ha.PeerStatus {
+// NewPeers returns the ha.Peers that asks the other members' REST APIs.
+func NewPeers(cfg PeersConfig) *Peers {
+	p := cfg.Prober
+	if p == nil {
+		p = NewClientProber(nil, cfg.Username, cfg.Password)
+	}
+	return &Peers{prober: p, user: cfg.Username, pass: cfg.Password}
+}
+
+// Probe asks every member that publishes an api_url, in parallel, and
+// returns their answers by member name. A member that did not answer with
+// an xlog object is present with Reachable false; members without api_url
+// are absent.
+func (pp *Peers) Probe(ctx context.Context, members []*dcs.Member) map[string]ha.PeerStatus {
 	out := make(map[string]ha.PeerStatus, len(members))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -34,7 +60,7 @@ func (pp *peerProber) Probe(ctx context.Context, members []*dcs.Member) map[stri
 			continue
 		}
 		wg.Go(func() {
-			doc, err := pp.p.Probe(ctx, m)
+			doc, err := pp.prober.Probe(ctx, m)
 			ps := peerStatus(doc, err)
 			mu.Lock()
 			out[m.Name] = ps
@@ -48,7 +74,7 @@ func (pp *peerProber) Probe(ctx context.Context, members []*dcs.Member) map[stri
 // peerStatus reads one answer (spec/rest-api.md §7): reachable when it has
 // an xlog object; not in recovery iff xlog.location is present or the role
 // is primary; a recovering node's position is max(received, replayed).
-func peerStatus(doc *api.StatusDocument, err error) ha.PeerStatus {
+func peerStatus(doc *StatusDocument, err error) ha.PeerStatus {
 	if err != nil || doc == nil || doc.XLog == nil {
 		return ha.PeerStatus{}
 	}
@@ -76,12 +102,14 @@ func peerStatus(doc *api.StatusDocument, err error) ha.PeerStatus {
 // Failsafe posts the primary's heartbeat to every other member of the
 // failsafe key in parallel (2 s, one retry) and reports whether all
 // answered 200, with the WAL position each member returned in its lsn
-// header (spec/ha-loop.md §11). A list naming only this node passes.
-func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe, hb ha.FailsafeHeartbeat) (map[string]dcs.LSN, bool) {
+// header (spec/ha-loop.md §11). A list naming only this node passes; one
+// without hb.Name fails without calling anybody. As for other
+// member-to-member calls, the server certificate is not verified.
+func (pp *Peers) Failsafe(ctx context.Context, fs dcs.Failsafe, hb ha.FailsafeHeartbeat) (map[string]dcs.LSN, bool) {
 	if _, ok := fs[hb.Name]; !ok {
 		return nil, false
 	}
-	req := api.FailsafeRequest{Name: hb.Name, ConnURL: hb.ConnURL, APIURL: hb.APIURL, Slots: hb.Slots}
+	req := FailsafeRequest{Name: hb.Name, ConnURL: hb.ConnURL, APIURL: hb.APIURL, Slots: hb.Slots}
 	var ok atomic.Bool
 	ok.Store(true)
 	var mu sync.Mutex
@@ -92,7 +120,7 @@ func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe, hb ha.Fails
 			continue
 		}
 		wg.Go(func() {
-			c := &api.Client{BaseURL: strings.TrimSuffix(url, "/patroni"), TLS: &tls.Config{InsecureSkipVerify: true}, Username: pp.user, Password: pp.pass}
+			c := &Client{BaseURL: strings.TrimSuffix(url, "/patroni"), TLS: &tls.Config{InsecureSkipVerify: true}, Username: pp.user, Password: pp.pass}
 			for attempt := 0; attempt < 2; attempt++ {
 				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				r, err := c.SendFailsafe(actx, req)
@@ -111,16 +139,4 @@ func (pp *peerProber) Failsafe(ctx context.Context, fs dcs.Failsafe, hb ha.Fails
 	}
 	wg.Wait()
 	return lsns, ok.Load()
-}
-
-// ctlAuth returns the Basic auth for outbound REST calls: ctl.authentication,
-// else restapi.authentication.
-func ctlAuth(c *config.Config) (string, string) {
-	if a := c.Ctl.Authentication; a != nil && a.Username != "" {
-		return a.Username, a.Password
-	}
-	if a := c.RestAPI.Authentication; a != nil {
-		return a.Username, a.Password
-	}
-	return "", ""
 }
