@@ -25,6 +25,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/ha"
+	"github.com/pgwarden/pgwarden/ha/hapostgres"
 	"github.com/pgwarden/pgwarden/postgres"
 )
 
@@ -295,7 +296,7 @@ type daemon struct {
 	log    *slog.Logger
 	cfg    atomic.Pointer[config.Config]
 	pg     *postgres.Manager
-	pga    *pgAdapter
+	pga    *hapostgres.Adapter
 	node   *ha.Node
 	store  dcs.Store
 	status atomic.Pointer[api.Status]
@@ -406,16 +407,20 @@ func serveDaemon(ctx context.Context, stop context.CancelFunc, path string, c *c
 	}
 	defer m.Close()
 	kick, promoted := make(chan struct{}, 1), make(chan struct{}, 1)
-	adapter := &pgAdapter{m: m, name: c.Name, useRewind: settings.UsePgRewind,
-		changed: func() { poke(kick) }, promoted: func() { poke(promoted) }}
-	adapter.setStandby(settings.StandbyCluster)
-	adapter.history = func(ctx context.Context) (*dcs.TimelineHistory, error) {
-		cl, err := h.store.Cluster(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
-		}
-		return cl.History, nil
-	}
+	adapter := hapostgres.New(m, hapostgres.Options{
+		Name:      c.Name,
+		UseRewind: settings.UsePgRewind,
+		Changed:   func() { poke(kick) },
+		Promoted:  func() { poke(promoted) },
+		History: func(ctx context.Context) (*dcs.TimelineHistory, error) {
+			cl, err := h.store.Cluster(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("read history: %w", err)
+			}
+			return cl.History, nil
+		},
+	})
+	adapter.SetStandby(settings.StandbyCluster)
 
 	d := &daemon{path: path, log: log, pg: m, pga: adapter, store: h.store, stop: stop, lastRaw: lastRaw}
 	d.cfg.Store(c)
@@ -596,7 +601,7 @@ func (d *daemon) watchPostmaster(ctx context.Context, every time.Duration) {
 		}
 		if pid == 0 {
 			d.log.Debug("postmaster exited", "pid", last)
-			d.pga.notify()
+			d.pga.Notify()
 			d.node.Wake()
 		} else if f, err := unix.PidfdOpen(pid, 0); err == nil {
 			fd = f
@@ -706,13 +711,11 @@ func clusterWithin(ctx context.Context, st dcs.Store, d time.Duration) (*dcs.Clu
 
 // upstream returns the member Postgres follows now (nil for a primary).
 func (d *daemon) upstream(cl *dcs.Cluster) *postgres.Upstream {
-	d.pga.mu.Lock()
-	name := d.pga.upstream
-	d.pga.mu.Unlock()
+	name := d.pga.Upstream()
 	if name == "" || cl == nil {
 		return nil
 	}
-	up, _ := d.pga.upstreamOf(cl.Member(name))
+	up, _ := d.pga.UpstreamOf(cl.Member(name))
 	return up
 }
 
@@ -728,7 +731,7 @@ func (d *daemon) applyConfig(ctx context.Context, cl *dcs.Cluster) {
 	}
 	eff, _ := config.Effective(d.cfg.Load(), dyn)
 	s, _ := dyn.Settings() // warnings were logged when the configuration was read
-	d.pga.setStandby(s.StandbyCluster)
+	d.pga.SetStandby(s.StandbyCluster)
 	params := map[string]string{}
 	for k, v := range eff.RoleParameters("") {
 		params[k] = gucString(v)
@@ -776,7 +779,7 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 	if err == nil && st.Running && st.Accepting {
 		s.QueryOK = true
 		s.PostmasterStartTime = st.PostmasterStart
-		s.Timeline = d.pga.replicaTimeline(st)
+		s.Timeline = d.pga.ReplicaTimeline(st)
 		if st.InRecovery {
 			if s.Role == "" || s.Role == "primary" {
 				s.Role = "replica"

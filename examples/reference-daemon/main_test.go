@@ -17,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/ha"
+	"github.com/pgwarden/pgwarden/ha/hapostgres"
 	"github.com/pgwarden/pgwarden/postgres"
 )
 
@@ -279,12 +280,13 @@ postgresql:
 	m, err := postgres.New(postgres.Config{Name: "n1", Scope: "t", DataDir: filepath.Join(dir, "data"), Port: 15999,
 		Superuser: postgres.User{Username: "postgres"}, Replication: postgres.User{Username: "rep"}})
 	require.NoError(t, err)
-	d := &daemon{log: nullLogger(), pg: m, pga: &pgAdapter{m: m, name: "n1"}}
+	d := &daemon{log: nullLogger(), pg: m, pga: hapostgres.New(m, hapostgres.Options{Name: "n1"})}
 	d.cfg.Store(c)
 	raw := []byte(`{"ttl":10,"loop_wait":1,"retry_timeout":2,"standby_cluster":{"host":"10.0.0.9","port":5432,"primary_slot_name":"standby"}}`)
 	d.applyConfig(t.Context(), &dcs.Cluster{Config: &dcs.ClusterConfig{Raw: raw}})
-	require.True(t, d.pga.standby, "standby_cluster applied")
-	require.Equal(t, "standby", d.pga.standbySlot)
+	up, err := d.pga.UpstreamOf(&dcs.Member{Name: ha.RemoteName, ConnURL: "postgres://10.0.0.9:5432/postgres"})
+	require.NoError(t, err)
+	require.Equal(t, "standby", up.Slot, "standby_cluster applied")
 	require.Equal(t, raw, d.lastRaw)
 }
 

@@ -1,4 +1,4 @@
-package main
+package hapostgres
 
 import (
 	"context"
@@ -18,9 +18,38 @@ import (
 	"github.com/pgwarden/pgwarden/postgres"
 )
 
-// pgAdapter is the ha.Postgres of the daemon: a thin translation from the
-// HA loop's small interface to postgres.Manager.
-type pgAdapter struct {
+// Options configure an Adapter. The zero value is valid: no pg_rewind, no
+// notifications, no timeline history for running replicas.
+type Options struct {
+	// Name is this member's name. TimelineHistory writes it as the
+	// new_leader of the newest line (Patroni's history format).
+	Name string
+	// UseRewind is use_pg_rewind: State reports CanRewind only when it is
+	// set and pg_rewind's prerequisites hold (the binary, wal_log_hints or
+	// data checksums).
+	UseRewind bool
+	// Changed is called after Start or Promote succeeded, and by Notify,
+	// so that a cached status (the REST API's) is refreshed at once. It is
+	// called from the goroutine that ran the operation and must not block.
+	Changed func()
+	// Promoted is called after a promotion succeeded, before Changed: the
+	// server has just been seen to accept writes, so a caller can publish
+	// that it is a primary without querying a server busy with its
+	// end-of-recovery checkpoint. Same goroutine rules as Changed.
+	Promoted func()
+	// History reads the cluster's timeline history (the leader's history
+	// file as published in the DCS, dcs.Cluster.History). Diverged uses it
+	// to check a running replica; nil means that check answers "unknown"
+	// until the replica is stopped and pg_controldata can tell.
+	History func(ctx context.Context) (*dcs.TimelineHistory, error)
+}
+
+// Adapter is the ha.Postgres on top of a postgres.Manager: a thin
+// translation from the HA loop's small interface to the manager. It also
+// implements ha.GracefulStopper, ha.DataDirRemover and ha.BasebackupCloner.
+// Its methods are safe for concurrent use, as ha.Node requires (State runs
+// while a long operation is in progress).
+type Adapter struct {
 	m    *postgres.Manager
 	name string
 
@@ -41,7 +70,7 @@ type pgAdapter struct {
 
 	// tlPostmaster and tlSeen remember the highest timeline observed in
 	// recovery for one postmaster incarnation; guarded by mu. See
-	// replicaTimeline.
+	// ReplicaTimeline.
 	tlPostmaster time.Time
 	tlSeen       int
 	// versionNum is server_version_num of the postmaster started at
@@ -65,13 +94,29 @@ type pgAdapter struct {
 	history func(ctx context.Context) (*dcs.TimelineHistory, error)
 }
 
-// replicaTimeline returns st's timeline, never lower than one already seen
+// New returns the Adapter of the data directory m manages. The caller
+// keeps ownership of m (and closes it).
+func New(m *postgres.Manager, opts Options) *Adapter {
+	return &Adapter{m: m, name: opts.Name, useRewind: opts.UseRewind,
+		changed: opts.Changed, promoted: opts.Promoted, history: opts.History}
+}
+
+// Upstream returns the name of the member Postgres was last configured to
+// follow: "" for a primary, a stopped server or a replica without an
+// upstream, ha.RemoteName for the leader of a standby cluster.
+func (p *Adapter) Upstream() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.upstream
+}
+
+// ReplicaTimeline returns st's timeline, never lower than one already seen
 // by the same postmaster while in recovery. postgres.State takes a replica's
 // timeline from its WAL receiver, else from the last checkpoint; while the
 // receiver is down (the primary is switching over) the checkpoint's older
 // timeline would make a healthy candidate look behind the cluster. A
 // replica's timeline never goes back while its postmaster runs.
-func (p *pgAdapter) replicaTimeline(st postgres.State) int {
+func (p *Adapter) ReplicaTimeline(st postgres.State) int {
 	if !st.InRecovery || st.PostmasterStart.IsZero() {
 		return st.Timeline
 	}
@@ -85,13 +130,15 @@ func (p *pgAdapter) replicaTimeline(st postgres.State) int {
 }
 
 var (
-	_ ha.Postgres         = (*pgAdapter)(nil)
-	_ ha.GracefulStopper  = (*pgAdapter)(nil)
-	_ ha.DataDirRemover   = (*pgAdapter)(nil)
-	_ ha.BasebackupCloner = (*pgAdapter)(nil)
+	_ ha.Postgres         = (*Adapter)(nil)
+	_ ha.GracefulStopper  = (*Adapter)(nil)
+	_ ha.DataDirRemover   = (*Adapter)(nil)
+	_ ha.BasebackupCloner = (*Adapter)(nil)
 )
 
-func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
+// State reads the local state through postgres.Manager.State, its
+// replication slots and pending restarts, and pg_control when stopped.
+func (p *Adapter) State(ctx context.Context) (ha.PGState, error) {
 	var out ha.PGState
 	out.DataDir = ha.DataPresent
 	if !p.m.IsInitialized() {
@@ -104,7 +151,7 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 		return out, fmt.Errorf("postgres state: %w", err)
 	}
 	out.SysID = st.SystemID
-	out.Timeline = p.replicaTimeline(st)
+	out.Timeline = p.ReplicaTimeline(st)
 	out.LSN = st.LSN()
 	out.PostmasterStart = st.PostmasterStart
 	if st.Running && st.Accepting {
@@ -195,7 +242,7 @@ func (p *pgAdapter) State(ctx context.Context) (ha.PGState, error) {
 }
 
 // serverVersion returns server_version_num, read once per postmaster.
-func (p *pgAdapter) serverVersion(ctx context.Context, pmStart time.Time) int {
+func (p *Adapter) serverVersion(ctx context.Context, pmStart time.Time) int {
 	p.mu.Lock()
 	v, at := p.versionNum, p.versionPM
 	p.mu.Unlock()
@@ -220,7 +267,7 @@ func (p *pgAdapter) serverVersion(ctx context.Context, pmStart time.Time) int {
 // (pg_control may be mid-clone). A node that first looked before its clone
 // must look again once the clone is there: caching that first "no" left a
 // replica that needed a rewind after a failover stuck, never streaming.
-func (p *pgAdapter) rewindPossible(ctx context.Context, initialized bool, pmStart time.Time) bool {
+func (p *Adapter) rewindPossible(ctx context.Context, initialized bool, pmStart time.Time) bool {
 	if !p.useRewind {
 		return false
 	}
@@ -244,13 +291,16 @@ func (p *pgAdapter) rewindPossible(ctx context.Context, initialized bool, pmStar
 	return ok
 }
 
-func (p *pgAdapter) setUpstream(name string) {
+func (p *Adapter) setUpstream(name string) {
 	p.mu.Lock()
 	p.upstream = name
 	p.mu.Unlock()
 }
 
-func (p *pgAdapter) upstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
+// UpstreamOf returns how Postgres would follow member m (nil for a nil m):
+// its address from conn_url, no streaming when m is tagged nostream, and
+// for the remote primary of a standby cluster the slot set by SetStandby.
+func (p *Adapter) UpstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
 	if m == nil {
 		return nil, nil
 	}
@@ -272,9 +322,12 @@ func (p *pgAdapter) upstreamOf(m *dcs.Member) (*postgres.Upstream, error) {
 	return &up, nil
 }
 
-// setStandby records the standby_cluster section (nil when the cluster is
-// not a standby cluster).
-func (p *pgAdapter) setStandby(sc *config.StandbyCluster) {
+// SetStandby records the standby_cluster section (nil when the cluster is
+// not a standby cluster): the leader of a standby cluster follows the
+// remote primary (ha.RemoteName) through standby_cluster.primary_slot_name,
+// or without a slot. Call it before Run and whenever the dynamic
+// configuration changes.
+func (p *Adapter) SetStandby(sc *config.StandbyCluster) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.standby = sc != nil && sc.Active()
@@ -284,7 +337,8 @@ func (p *pgAdapter) setStandby(sc *config.StandbyCluster) {
 	}
 }
 
-func (p *pgAdapter) Bootstrap(ctx context.Context) error {
+// Bootstrap runs the configured bootstrap method, then post_bootstrap.
+func (p *Adapter) Bootstrap(ctx context.Context) error {
 	if err := p.m.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -295,8 +349,9 @@ func (p *pgAdapter) Bootstrap(ctx context.Context) error {
 	return nil
 }
 
-func (p *pgAdapter) CreateReplica(ctx context.Context, from *dcs.Member) error {
-	up, err := p.upstreamOf(from)
+// CreateReplica clones from with the configured replica creation methods.
+func (p *Adapter) CreateReplica(ctx context.Context, from *dcs.Member) error {
+	up, err := p.UpstreamOf(from)
 	if err != nil {
 		return err
 	}
@@ -308,8 +363,8 @@ func (p *pgAdapter) CreateReplica(ctx context.Context, from *dcs.Member) error {
 
 // CreateReplicaBasebackup is ha.BasebackupCloner: reinit --from-leader
 // clones with pg_basebackup whatever create_replica_methods lists.
-func (p *pgAdapter) CreateReplicaBasebackup(ctx context.Context, from *dcs.Member) error {
-	up, err := p.upstreamOf(from)
+func (p *Adapter) CreateReplicaBasebackup(ctx context.Context, from *dcs.Member) error {
+	up, err := p.UpstreamOf(from)
 	if err != nil {
 		return err
 	}
@@ -319,12 +374,14 @@ func (p *pgAdapter) CreateReplicaBasebackup(ctx context.Context, from *dcs.Membe
 	return nil
 }
 
-func (p *pgAdapter) Start(ctx context.Context, primary bool, upstream *dcs.Member) error {
+// Start starts Postgres as a primary or as a replica of upstream, then
+// calls Options.Changed.
+func (p *Adapter) Start(ctx context.Context, primary bool, upstream *dcs.Member) error {
 	opts := postgres.StartOptions{Role: postgres.RoleReplica}
 	if primary {
 		opts.Role = postgres.RolePrimary
 	} else {
-		up, err := p.upstreamOf(upstream)
+		up, err := p.UpstreamOf(upstream)
 		if err != nil {
 			return err
 		}
@@ -338,17 +395,20 @@ func (p *pgAdapter) Start(ctx context.Context, primary bool, upstream *dcs.Membe
 	} else {
 		p.setUpstream("")
 	}
-	p.notify()
+	p.Notify()
 	return nil
 }
 
-func (p *pgAdapter) notify() {
+// Notify calls Options.Changed, if set: for a change the Adapter cannot
+// see itself, such as the postmaster exiting.
+func (p *Adapter) Notify() {
 	if p.changed != nil {
 		p.changed()
 	}
 }
 
-func (p *pgAdapter) Stop(ctx context.Context, immediate bool) error {
+// Stop stops Postgres in fast mode, or immediate mode when immediate.
+func (p *Adapter) Stop(ctx context.Context, immediate bool) error {
 	opts := postgres.StopOptions{Mode: postgres.StopFast}
 	if immediate {
 		opts.Mode = postgres.StopImmediate
@@ -361,14 +421,16 @@ func (p *pgAdapter) Stop(ctx context.Context, immediate bool) error {
 
 // StopGraceful implements ha.GracefulStopper: a fast stop that reports
 // the shutdown checkpoint as soon as it is written.
-func (p *pgAdapter) StopGraceful(ctx context.Context, onShutdown func(checkpoint dcs.LSN)) error {
+func (p *Adapter) StopGraceful(ctx context.Context, onShutdown func(checkpoint dcs.LSN)) error {
 	if err := p.m.Stop(ctx, postgres.StopOptions{Mode: postgres.StopFast, OnShutdown: onShutdown}); err != nil {
 		return fmt.Errorf("stop postgres: %w", err)
 	}
 	return nil
 }
 
-func (p *pgAdapter) Promote(ctx context.Context) error {
+// Promote promotes Postgres (postgres.Manager.Promote), then calls
+// Options.Promoted and Options.Changed, in that order.
+func (p *Adapter) Promote(ctx context.Context) error {
 	if err := p.m.Promote(ctx); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}
@@ -376,14 +438,15 @@ func (p *pgAdapter) Promote(ctx context.Context) error {
 	if p.promoted != nil {
 		p.promoted()
 	}
-	p.notify()
+	p.Notify()
 	return nil
 }
 
-func (p *pgAdapter) Follow(ctx context.Context, upstream *dcs.Member) error {
+// Follow points a replica at upstream (nil: none).
+func (p *Adapter) Follow(ctx context.Context, upstream *dcs.Member) error {
 	var up postgres.Upstream
 	if upstream != nil {
-		u, err := p.upstreamOf(upstream)
+		u, err := p.UpstreamOf(upstream)
 		if err != nil {
 			return err
 		}
@@ -408,8 +471,8 @@ var errUnknown = errors.New("divergence unknown")
 // leader (postgres.Manager.NeedsRewind). For a running replica it compares
 // its timeline and position with the leader's timeline history published in
 // the DCS, which is what the leader's history file holds.
-func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
-	up, err := p.upstreamOf(leader)
+func (p *Adapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, error) {
+	up, err := p.UpstreamOf(leader)
 	if err != nil || up == nil {
 		return false, fmt.Errorf("diverged: %w", err)
 	}
@@ -427,7 +490,7 @@ func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, err
 	if !st.InRecovery || leader.Timeline == nil || p.history == nil {
 		return false, errUnknown
 	}
-	localTL, leaderTL := p.replicaTimeline(st), *leader.Timeline
+	localTL, leaderTL := p.ReplicaTimeline(st), *leader.Timeline
 	if localTL == leaderTL {
 		return false, nil
 	}
@@ -447,8 +510,9 @@ func (p *pgAdapter) Diverged(ctx context.Context, leader *dcs.Member) (bool, err
 	return postgres.Diverged(localTL, st.LSN(), leaderTL, entries), nil
 }
 
-func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {
-	up, err := p.upstreamOf(leader)
+// Rewind runs pg_rewind from leader.
+func (p *Adapter) Rewind(ctx context.Context, leader *dcs.Member) error {
+	up, err := p.UpstreamOf(leader)
 	if err != nil || up == nil {
 		return fmt.Errorf("rewind: %w", err)
 	}
@@ -459,7 +523,7 @@ func (p *pgAdapter) Rewind(ctx context.Context, leader *dcs.Member) error {
 }
 
 // RemoveDataDir implements ha.DataDirRemover (reinitialize).
-func (p *pgAdapter) RemoveDataDir(ctx context.Context) error {
+func (p *Adapter) RemoveDataDir(ctx context.Context) error {
 	if err := p.m.RemoveDataDir(); err != nil {
 		return fmt.Errorf("remove data directory: %w", err)
 	}
@@ -467,14 +531,18 @@ func (p *pgAdapter) RemoveDataDir(ctx context.Context) error {
 	return nil
 }
 
-func (p *pgAdapter) CrashRecovery(ctx context.Context) error {
+// CrashRecovery runs single-user crash recovery.
+func (p *Adapter) CrashRecovery(ctx context.Context) error {
 	if err := p.m.CrashRecovery(ctx); err != nil {
 		return fmt.Errorf("crash recovery: %w", err)
 	}
 	return nil
 }
 
-func (p *pgAdapter) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandbyNames) error {
+// SetSyncStandbyNames writes synchronous_standby_names (with the reserved
+// placeholder name when s asks for it) and remembers the WAL position of
+// a change, which State reports as SyncChangedLSN.
+func (p *Adapter) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandbyNames) error {
 	spec := postgres.SyncSpec{Quorum: s.Quorum, Num: s.Num}
 	if s.Names != "" {
 		spec.Names = strings.Split(s.Names, ",")
@@ -496,7 +564,9 @@ func (p *pgAdapter) SetSyncStandbyNames(ctx context.Context, s ha.SetSyncStandby
 	return nil
 }
 
-func (p *pgAdapter) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error) {
+// TimelineHistory reads the history file of the current timeline; the
+// newest line gets the current time and Options.Name as the new leader.
+func (p *Adapter) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, error) {
 	st, err := p.m.State(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("timeline history: %w", err)
@@ -516,7 +586,9 @@ func (p *pgAdapter) TimelineHistory(ctx context.Context) ([]dcs.HistoryLine, err
 	return lines, nil
 }
 
-func (p *pgAdapter) SyncSlots(ctx context.Context, physical []string, logical []ha.LogicalSlot) error {
+// SyncSlots makes the replication slots exactly physical plus logical
+// (postgres.Manager.EnsureSlots).
+func (p *Adapter) SyncSlots(ctx context.Context, physical []string, logical []ha.LogicalSlot) error {
 	want := make([]postgres.Slot, 0, len(physical)+len(logical))
 	for _, n := range physical {
 		want = append(want, postgres.Slot{Name: n, Type: "physical"})
@@ -550,10 +622,10 @@ func (p *pgAdapter) SyncSlots(ctx context.Context, physical []string, logical []
 
 // Restart restarts Postgres in its role (postgres.Manager.Restart fires
 // on_restart), following upstream when not primary.
-func (p *pgAdapter) Restart(ctx context.Context, primary bool, upstream *dcs.Member) error {
+func (p *Adapter) Restart(ctx context.Context, primary bool, upstream *dcs.Member) error {
 	var up *postgres.Upstream
 	if !primary {
-		u, err := p.upstreamOf(upstream)
+		u, err := p.UpstreamOf(upstream)
 		if err != nil {
 			return err
 		}
@@ -573,8 +645,8 @@ func (p *pgAdapter) Restart(ctx context.Context, primary bool, upstream *dcs.Mem
 
 // CopyLogicalSlots copies permanent logical slots from the leader
 // (postgres.Manager.CopyLogicalSlots, which restarts the replica).
-func (p *pgAdapter) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error {
-	up, err := p.upstreamOf(leader)
+func (p *Adapter) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, names []string) error {
+	up, err := p.UpstreamOf(leader)
 	if err != nil || up == nil {
 		return fmt.Errorf("copy logical slots: %w", err)
 	}
@@ -585,7 +657,7 @@ func (p *pgAdapter) CopyLogicalSlots(ctx context.Context, leader *dcs.Member, na
 }
 
 // Checkpoint runs the post-promote CHECKPOINT (spec/ha-loop.md §7.3).
-func (p *pgAdapter) Checkpoint(ctx context.Context) error {
+func (p *Adapter) Checkpoint(ctx context.Context) error {
 	if err := p.m.Checkpoint(ctx); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -596,7 +668,7 @@ func (p *pgAdapter) Checkpoint(ctx context.Context) error {
 // logical ones through postgres.Manager.AdvanceSlots, physical ones with
 // pg_replication_slot_advance, which Postgres clamps to what this node
 // replayed. Slots in use or already further are left alone.
-func (p *pgAdapter) AdvanceSlots(ctx context.Context, to map[string]dcs.LSN) error {
+func (p *Adapter) AdvanceSlots(ctx context.Context, to map[string]dcs.LSN) error {
 	have, err := p.m.Slots(ctx)
 	if err != nil {
 		return fmt.Errorf("advance slots: %w", err)
