@@ -32,8 +32,12 @@
 //   - dcs/etcd (and further backends): real DCS implementations.
 //   - postgres, callbacks: managing one PostgreSQL data directory.
 //   - ha: the decision, the loop and the simulation.
-//   - config, api: Patroni-compatible configuration and REST API.
+//   - ha/hapostgres: the ha.Postgres on top of postgres.Manager.
+//   - config, api: Patroni-compatible configuration and REST API; api.NewPeers
+//     is the ha.Peers that asks other members over that API.
 //
-// The reference daemon in examples/reference-daemon assembles these into a
+// A controller of your own assembles an ha.Node from
+// hapostgres.New(postgres.Manager), a dcs.Store and api.NewPeers (see the
+// example of package hapostgres). The reference daemon in examples/reference-daemon assembles these into a
 // drop-in replacement for a Patroni node.
 package pgwarden

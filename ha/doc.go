@@ -29,8 +29,9 @@
 //
 // To use it:
 //
-//  1. Implement Postgres (package postgres does) and Peers (package api's
-//     client does) and open a dcs.Store for the member.
+//  1. Get a Postgres (package ha/hapostgres adapts a postgres.Manager) and
+//     Peers (api.NewPeers asks the other members' REST APIs), and open a
+//     dcs.Store for the member.
 //
 //  2. Fill a Config from DefaultConfig: Name, Tags and the timing values.
 //     The dynamic "config" key overrides ttl, loop_wait, retry_timeout,
