@@ -41,18 +41,29 @@ func TestPeerStatus(t *testing.T) {
 	}
 }
 
-// peerServer answers GET /patroni with doc (nil: 503 with an empty
-// object, as a node without Postgres) and records the Basic auth it got.
-func peerServer(t *testing.T, doc any, user *atomic.Value) *httptest.Server {
+// peerEndpoint serves method path with h (anything else is 404) and
+// records the Basic auth of each request in auth as "user:password".
+func peerEndpoint(t *testing.T, method, path string, auth *atomic.Value, h http.HandlerFunc) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || r.URL.Path != "/patroni" {
+		if r.Method != method || r.URL.Path != path {
 			http.NotFound(w, r)
 			return
 		}
 		if u, p, ok := r.BasicAuth(); ok {
-			user.Store(u + ":" + p)
+			auth.Store(u + ":" + p)
 		}
+		h(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// peerServer answers GET /patroni with doc (nil: 503 with an empty
+// object, as a node without Postgres).
+func peerServer(t *testing.T, doc any, auth *atomic.Value) *httptest.Server {
+	t.Helper()
+	return peerEndpoint(t, http.MethodGet, "/patroni", auth, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if doc == nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -60,9 +71,7 @@ func peerServer(t *testing.T, doc any, user *atomic.Value) *httptest.Server {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(doc)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 // spec/rest-api.md §7, spec/ha-loop.md §5: Probe asks every member with an
@@ -112,14 +121,7 @@ func TestPeersProbeWithProber(t *testing.T) {
 func TestPeersFailsafe(t *testing.T) {
 	var got map[string]any
 	var auth atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/failsafe" {
-			http.NotFound(w, r)
-			return
-		}
-		if u, p, ok := r.BasicAuth(); ok {
-			auth.Store(u + ":" + p)
-		}
+	srv := peerEndpoint(t, http.MethodPost, "/failsafe", &auth, func(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(r.Body)
 		dec.UseNumber()
 		if err := dec.Decode(&got); err != nil {
@@ -128,8 +130,7 @@ func TestPeersFailsafe(t *testing.T) {
 		}
 		w.Header().Set("lsn", "50331648")
 		_, _ = w.Write([]byte("Accepted"))
-	}))
-	t.Cleanup(srv.Close)
+	})
 	hb := ha.FailsafeHeartbeat{Name: "n1", ConnURL: "postgres://10.0.0.1:5432/postgres", APIURL: "http://10.0.0.1:8008/patroni",
 		Slots: map[string]dcs.LSN{"n1": 67419744, "n2": 50331648, "cdc": 1 << 40}}
 	pp := NewPeers(PeersConfig{Username: "u", Password: "secret"})
