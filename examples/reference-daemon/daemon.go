@@ -832,19 +832,8 @@ func (d *daemon) refreshStatus(ctx context.Context) *dcs.Cluster {
 	}
 	s.ScheduledRestart = d.node.ScheduledRestart()
 	if s.QueryOK {
-		if p, err := d.pg.PendingRestart(qctx); err == nil {
-			// Parameters whose old and new values are the same (recovery
-			// settings removed from the file of a primary) change nothing.
-			for _, x := range p {
-				if x.Old == x.New {
-					continue
-				}
-				if s.PendingRestartReason == nil {
-					s.PendingRestartReason = map[string]dcs.PendingParam{}
-				}
-				s.PendingRestart = true
-				s.PendingRestartReason[x.Name] = dcs.PendingParam{OldValue: x.Old, NewValue: x.New}
-			}
+		if reason, err := hapostgres.PendingRestart(qctx, d.pg); err == nil && reason != nil {
+			s.PendingRestart, s.PendingRestartReason = true, reason
 		}
 	}
 	d.publishStatus(&s)

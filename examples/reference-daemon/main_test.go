@@ -200,27 +200,7 @@ func TestLoadConfigErrors(t *testing.T) {
 // is logged.
 func TestStartupWarningsOnce(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "n1.yml")
-	require.NoError(t, os.WriteFile(path, []byte(`scope: t
-name: n1
-restapi:
-  listen: 127.0.0.1:18999
-  connect_address: 127.0.0.1:18999
-etcd3:
-  hosts: 127.0.0.1:1
-bootstrap:
-  dcs:
-    ttl: 10
-    loop_wait: 1
-    retry_timeout: 2
-postgresql:
-  listen: 127.0.0.1:15999
-  connect_address: 127.0.0.1:15999
-  data_dir: `+filepath.Join(dir, "data")+`
-  authentication:
-    superuser: {username: postgres, password: x}
-    replication: {username: rep, password: x}
-`), 0o600))
+	path := writeNodeConfig(t, dir, "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 1\n    retry_timeout: 2\n")
 	var out bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	count := func(s string) int { return strings.Count(out.String(), s) }
@@ -259,22 +239,7 @@ postgresql:
 // were once read as an error and the section skipped.
 func TestApplyConfigWithWarnings(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "n1.yml")
-	require.NoError(t, os.WriteFile(path, []byte(`scope: t
-name: n1
-restapi:
-  listen: 127.0.0.1:18999
-  connect_address: 127.0.0.1:18999
-etcd3:
-  hosts: 127.0.0.1:1
-postgresql:
-  listen: 127.0.0.1:15999
-  connect_address: 127.0.0.1:15999
-  data_dir: `+filepath.Join(dir, "data")+`
-  authentication:
-    superuser: {username: postgres, password: x}
-    replication: {username: rep, password: x}
-`), 0o600))
+	path := writeNodeConfig(t, dir, "")
 	c, _, err := loadConfig(path)
 	require.NoError(t, err)
 	m, err := postgres.New(postgres.Config{Name: "n1", Scope: "t", DataDir: filepath.Join(dir, "data"), Port: 15999,
@@ -389,4 +354,28 @@ func TestWatchdogKeepalive(t *testing.T) {
 func TestUnifiedDiff(t *testing.T) {
 	got := unifiedDiff("a: 1\nttl: 20\n", "a: 1\nb: 2\nttl: 25\n")
 	require.Equal(t, "--- \n+++ \n a: 1\n-ttl: 20\n+b: 2\n+ttl: 25\n", got)
+}
+
+// writeNodeConfig writes the configuration of node n1 of scope t into dir,
+// with bootstrap (a YAML section, may be "") after the etcd3 section, and
+// returns its path. Its DCS (port 1) never answers.
+func writeNodeConfig(t *testing.T, dir, bootstrap string) string {
+	t.Helper()
+	path := filepath.Join(dir, "n1.yml")
+	require.NoError(t, os.WriteFile(path, []byte(`scope: t
+name: n1
+restapi:
+  listen: 127.0.0.1:18999
+  connect_address: 127.0.0.1:18999
+etcd3:
+  hosts: 127.0.0.1:1
+`+bootstrap+`postgresql:
+  listen: 127.0.0.1:15999
+  connect_address: 127.0.0.1:15999
+  data_dir: `+filepath.Join(dir, "data")+`
+  authentication:
+    superuser: {username: postgres, password: x}
+    replication: {username: rep, password: x}
+`), 0o600))
+	return path
 }

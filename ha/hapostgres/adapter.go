@@ -200,17 +200,8 @@ func (p *Adapter) State(ctx context.Context) (ha.PGState, error) {
 			}
 		}
 		out.ServerVersion = p.serverVersion(ctx, st.PostmasterStart)
-		if pend, perr := p.m.PendingRestart(ctx); perr == nil {
-			for _, x := range pend {
-				if x.Old == x.New {
-					continue
-				}
-				if out.PendingRestartReason == nil {
-					out.PendingRestartReason = map[string]dcs.PendingParam{}
-				}
-				out.PendingRestart = true
-				out.PendingRestartReason[x.Name] = dcs.PendingParam{OldValue: x.Old, NewValue: x.New}
-			}
+		if reason, err := PendingRestart(ctx, p.m); err == nil && reason != nil {
+			out.PendingRestart, out.PendingRestartReason = true, reason
 		}
 	}
 	if !st.Running {
@@ -701,4 +692,27 @@ func (p *Adapter) AdvanceSlots(ctx context.Context, to map[string]dcs.LSN) error
 		return fmt.Errorf("advance slots: %w", err)
 	}
 	return nil
+}
+
+// PendingRestart returns the parameters whose new value waits for a
+// restart, as the member key and GET /patroni publish them
+// (pending_restart_reason), or nil when none does. A parameter whose old and
+// new values are the same (a recovery setting removed from a primary's
+// file) changes nothing and is left out.
+func PendingRestart(ctx context.Context, m *postgres.Manager) (map[string]dcs.PendingParam, error) {
+	pend, err := m.PendingRestart(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var reason map[string]dcs.PendingParam
+	for _, x := range pend {
+		if x.Old == x.New {
+			continue
+		}
+		if reason == nil {
+			reason = map[string]dcs.PendingParam{}
+		}
+		reason[x.Name] = dcs.PendingParam{OldValue: x.Old, NewValue: x.New}
+	}
+	return reason, nil
 }
