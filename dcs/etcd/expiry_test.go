@@ -45,12 +45,21 @@ func TestLeaderExpiry(t *testing.T) {
 		for len(replica.Changes()) > 0 {
 			<-replica.Changes()
 		}
+		// A change from this round's own acquire and update can still be
+		// on its way: the wake-up that counts is the first after which the
+		// replica's snapshot shows no leader.
 		woke := make(chan time.Time, 1)
 		go func() {
-			select {
-			case <-replica.Changes():
-				woke <- time.Now()
-			case <-ctx.Done():
+			for {
+				select {
+				case <-replica.Changes():
+					if c, err := replica.Cluster(ctx); err == nil && !c.IsLocked() {
+						woke <- time.Now()
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 		var deleted time.Time

@@ -83,6 +83,7 @@ func runDemo(args []string) int {
 	primary, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoHealthy(nodes, -1) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error: cluster did not bootstrap:", err)
+		demoExplain(base, nodes)
 		return 1
 	}
 	ctl()
@@ -103,6 +104,7 @@ func runDemo(args []string) int {
 		return -1, false
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "Error: no failover:", err)
+		demoExplain(base, nodes)
 		return 1
 	}
 	fmt.Printf("demo: new primary after %.1f s\n", time.Since(killed).Seconds())
@@ -115,6 +117,7 @@ func runDemo(args []string) int {
 	}
 	if _, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoHealthy(nodes, -1) }); err != nil {
 		fmt.Fprintln(os.Stderr, "Error: old primary did not rejoin:", err)
+		demoExplain(base, nodes)
 		return 1
 	}
 	ctl()
@@ -228,6 +231,19 @@ func postmasterPID(dataDir string) int {
 	line, _, _ := strings.Cut(string(b), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(line))
 	return pid
+}
+
+// demoExplain prints, after a step of the demo failed, what each node's
+// REST API answers and the end of its log, so the reason shows without
+// digging in the data directory.
+func demoExplain(base string, nodes []*demoNode) {
+	for _, n := range nodes {
+		fmt.Fprintf(os.Stderr, "\n==== %s: GET /primary %d, GET /replica %d; last lines of %s\n",
+			n.name, httpStatus(n.api+"/primary"), httpStatus(n.api+"/replica"), filepath.Join(base, n.name+".log"))
+		b, _ := os.ReadFile(filepath.Join(base, n.name+".log"))
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		fmt.Fprintln(os.Stderr, strings.Join(lines[max(0, len(lines)-25):], "\n"))
+	}
 }
 
 func httpStatus(url string) int {
