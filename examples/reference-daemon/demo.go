@@ -115,7 +115,10 @@ func runDemo(args []string) int {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
-	if _, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoHealthy(nodes, -1) }); err != nil {
+	// Rejoined means streaming, for the other replica too: after a new
+	// timeline a replica's WAL receiver may wait wal_retrieve_retry_interval
+	// (5 s) before it connects to the new primary.
+	if _, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoStreaming(nodes) }); err != nil {
 		fmt.Fprintln(os.Stderr, "Error: old primary did not rejoin:", err)
 		demoExplain(base, nodes)
 		return 1
@@ -265,6 +268,22 @@ func demoHealthy(nodes []*demoNode, _ int) (int, bool) {
 		case httpStatus(n.api+"/primary") == 200:
 			primary = i
 		case httpStatus(n.api+"/replica") == 200:
+		default:
+			return -1, false
+		}
+	}
+	return primary, primary >= 0
+}
+
+// demoStreaming reports the primary's index once one node answers
+// GET /primary and every other node is a replica streaming from it.
+func demoStreaming(nodes []*demoNode) (int, bool) {
+	primary := -1
+	for i, n := range nodes {
+		switch {
+		case httpStatus(n.api+"/primary") == 200:
+			primary = i
+		case httpStatus(n.api+"/replica?replication_state=streaming") == 200:
 		default:
 			return -1, false
 		}

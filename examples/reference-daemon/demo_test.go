@@ -58,6 +58,11 @@ func TestDemo(t *testing.T) {
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	t.Logf("demo took %.1f s; output:\n%s", time.Since(start).Seconds(), out)
+	t.Cleanup(func() {
+		if t.Failed() { // the demo's logs, before its directory goes
+			logDemoNodes(t, string(out))
+		}
+	})
 	if err != nil {
 		t.Fatalf("demo failed: %v", err)
 	}
@@ -134,4 +139,21 @@ func demoTestPorts(t *testing.T, n int) []int {
 		out = append(out, p)
 	}
 	return out
+}
+
+// logDemoNodes logs the end of each demo node's log, found through the
+// directory the demo printed.
+func logDemoNodes(t *testing.T, out string) {
+	const marker = "demo: data and logs in "
+	i := strings.Index(out, marker)
+	if i < 0 {
+		return
+	}
+	dir, _, _ := strings.Cut(out[i+len(marker):], "\n")
+	logs, _ := filepath.Glob(filepath.Join(strings.TrimSpace(dir), "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		t.Logf("==== %s (last 80 lines)\n%s", l, strings.Join(lines[max(0, len(lines)-80):], "\n"))
+	}
 }
