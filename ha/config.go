@@ -323,27 +323,16 @@ func parseStandbyCluster(v any) *StandbyCluster {
 	if !ok {
 		return nil
 	}
-	str := func(k string) string {
-		switch x := m[k].(type) {
-		case string:
-			return strings.TrimSpace(x)
-		case json.Number:
-			return x.String()
-		case float64:
-			return strconv.FormatFloat(x, 'f', -1, 64)
-		case int:
-			return strconv.Itoa(x)
-		}
-		return ""
-	}
-	sc := &StandbyCluster{Host: str("host"), RestoreCommand: str("restore_command")}
-	port := str("port")
-	if sc.Host == "" && port == "" && sc.RestoreCommand == "" {
+	host, _ := m["host"].(string)
+	restore, _ := m["restore_command"].(string)
+	sc := &StandbyCluster{Host: strings.TrimSpace(host), RestoreCommand: strings.TrimSpace(restore), Port: 5432}
+	port, numeric := dcs.IntValue(m["port"])
+	text, _ := m["port"].(string)
+	if sc.Host == "" && sc.RestoreCommand == "" && !numeric && strings.TrimSpace(text) == "" {
 		return nil
 	}
-	sc.Port = 5432
-	if p, err := strconv.Atoi(port); err == nil && p > 0 {
-		sc.Port = p
+	if numeric && port > 0 {
+		sc.Port = port
 	}
 	return sc
 }

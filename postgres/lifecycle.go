@@ -563,8 +563,9 @@ func (m *Manager) waitGroupGone(pgid int, timeout time.Duration) {
 }
 
 // checkpoint runs CHECKPOINT on a fresh connection without statement
-// timeout, bounded by timeout.
-func (m *Manager) checkpoint(ctx context.Context, timeout time.Duration) error {
+// timeout, bounded by timeout, then then (if not nil) on the same
+// connection.
+func (m *Manager) checkpoint(ctx context.Context, timeout time.Duration, then func(*pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := m.connect(ctx, m.cfg.Superuser, "checkpoint", map[string]string{"statement_timeout": "0"})
@@ -572,8 +573,10 @@ func (m *Manager) checkpoint(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	_, err = c.Exec(ctx, "CHECKPOINT")
-	return err
+	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil || then == nil {
+		return err
+	}
+	return then(c)
 }
 
 // quiesceTimeout bounds the wait for the backends that leave before a
@@ -587,30 +590,24 @@ const quiesceTimeout = 500 * time.Millisecond
 // the backends that are about to exit: the one that served the checkpoint
 // and the launcher.
 func (m *Manager) checkpointBeforeStop(ctx context.Context, timeout time.Duration) ([]int, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	c, err := m.connect(ctx, m.cfg.Superuser, "checkpoint", map[string]string{"statement_timeout": "0"})
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
-	pids := []int{int(c.PgConn().PID())}
-	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
-		return pids, err
-	}
-	rows, err := c.Query(ctx, `SELECT pid FROM (SELECT pid FROM pg_stat_activity
+	var pids []int
+	err := m.checkpoint(ctx, timeout, func(c *pgx.Conn) error {
+		pids = append(pids, int(c.PgConn().PID()))
+		rows, err := c.Query(ctx, `SELECT pid FROM (SELECT pid FROM pg_stat_activity
   WHERE backend_type = 'logical replication launcher' OFFSET 0) l WHERE pg_terminate_backend(pid)`)
-	if err == nil {
-		var launchers []int32
-		launchers, err = pgx.CollectRows(rows, pgx.RowTo[int32])
-		for _, p := range launchers {
-			pids = append(pids, int(p))
+		if err == nil {
+			var launchers []int32
+			launchers, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+			for _, p := range launchers {
+				pids = append(pids, int(p))
+			}
 		}
-	}
-	if err != nil { // before PostgreSQL 10, or not allowed: the shutdown stops it
-		m.log.Debug("stop: logical replication launcher left running", "error", err)
-	}
-	return pids, nil
+		if err != nil { // before PostgreSQL 10, or not allowed: the shutdown stops it
+			m.log.Debug("stop: logical replication launcher left running", "error", err)
+		}
+		return nil
+	})
+	return pids, err
 }
 
 // waitGone waits until none of pids is alive, at most timeout.
@@ -628,7 +625,7 @@ func waitGone(pids []int, timeout time.Duration) {
 // (spec/ha-loop.md §7.3) so pg_rewind on the old primary sees the new
 // timeline in pg_control.
 func (m *Manager) Checkpoint(ctx context.Context) error {
-	if err := m.checkpoint(ctx, time.Hour); err != nil {
+	if err := m.checkpoint(ctx, time.Hour, nil); err != nil {
 		return fmt.Errorf("postgres: checkpoint: %w", err)
 	}
 	return nil

@@ -80,7 +80,7 @@ func runDemo(args []string) int {
 		_ = c.Run()
 	}
 	fmt.Println("demo: waiting for the cluster to bootstrap")
-	primary, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoHealthy(nodes, -1) })
+	primary, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoHealthy(nodes, "/replica") })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error: cluster did not bootstrap:", err)
 		demoExplain(base, nodes)
@@ -118,7 +118,7 @@ func runDemo(args []string) int {
 	// Rejoined means streaming, for the other replica too: after a new
 	// timeline a replica's WAL receiver may wait wal_retrieve_retry_interval
 	// (5 s) before it connects to the new primary.
-	if _, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoStreaming(nodes) }); err != nil {
+	if _, err := demoWait(ctx, 3*time.Minute, func() (int, bool) { return demoHealthy(nodes, "/replica?replication_state=streaming") }); err != nil {
 		fmt.Fprintln(os.Stderr, "Error: old primary did not rejoin:", err)
 		demoExplain(base, nodes)
 		return 1
@@ -260,30 +260,15 @@ func httpStatus(url string) int {
 }
 
 // demoHealthy reports the primary's index once one node answers
-// GET /primary and every other node GET /replica.
-func demoHealthy(nodes []*demoNode, _ int) (int, bool) {
+// GET /primary and every other node the replica check (GET /replica, or
+// with ?replication_state=streaming once replicas must stream).
+func demoHealthy(nodes []*demoNode, replicaCheck string) (int, bool) {
 	primary := -1
 	for i, n := range nodes {
 		switch {
 		case httpStatus(n.api+"/primary") == 200:
 			primary = i
-		case httpStatus(n.api+"/replica") == 200:
-		default:
-			return -1, false
-		}
-	}
-	return primary, primary >= 0
-}
-
-// demoStreaming reports the primary's index once one node answers
-// GET /primary and every other node is a replica streaming from it.
-func demoStreaming(nodes []*demoNode) (int, bool) {
-	primary := -1
-	for i, n := range nodes {
-		switch {
-		case httpStatus(n.api+"/primary") == 200:
-			primary = i
-		case httpStatus(n.api+"/replica?replication_state=streaming") == 200:
+		case httpStatus(n.api+replicaCheck) == 200:
 		default:
 			return -1, false
 		}
