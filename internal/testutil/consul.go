@@ -245,8 +245,16 @@ func (a *ConsulAgent) stop(sig syscall.Signal) {
 }
 
 // Pause freezes the agent with SIGSTOP: connections stay open but nothing
-// answers, like a hung server. Resume undoes it.
-func (a *ConsulAgent) Pause() { a.signal(syscall.SIGSTOP, true) }
+// answers, like a hung server. It returns once every thread of the agent
+// has stopped. Resume undoes it.
+func (a *ConsulAgent) Pause() {
+	a.signal(syscall.SIGSTOP, true)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.proc.waitStopped(10 * time.Second); err != nil {
+		a.t.Fatalf("consul: pause: %v", err)
+	}
+}
 
 // Resume continues an agent frozen by Pause.
 func (a *ConsulAgent) Resume() { a.signal(syscall.SIGCONT, false) }

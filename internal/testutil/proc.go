@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -67,6 +68,54 @@ func (p *process) signal(sig syscall.Signal) error {
 		return syscall.Kill(-p.pid(), sig)
 	}
 	return p.cmd.Process.Signal(sig)
+}
+
+// waitStopped waits up to timeout until every thread of the process is
+// stopped by a SIGSTOP sent before. kill(2) returns as soon as the signal
+// is queued: the kernel wakes one thread, which then stops the others, and
+// on a loaded machine the rest keep running (and answering requests) for
+// milliseconds.
+func (p *process) waitStopped(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		running, err := runningThreads(p.pid())
+		if err != nil {
+			return err
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads of pid %d still not stopped after %s", running, p.pid(), timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// runningThreads counts the threads of pid not in the stopped state.
+func runningThreads(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("list threads: %w", err)
+	}
+	running := 0
+	for _, task := range tasks {
+		stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread exited
+		}
+		// The state follows the command name, which is in parentheses and
+		// may itself hold spaces or parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return 0, fmt.Errorf("unexpected %s/%s/stat: %q", dir, task.Name(), stat)
+		}
+		if state := stat[i+2]; state != 'T' && state != 't' {
+			running++
+		}
+	}
+	return running, nil
 }
 
 // wait waits up to timeout for the exit and reports whether it came.
