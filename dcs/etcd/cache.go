@@ -237,16 +237,28 @@ func (s *Store) syncCache(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), wait)
 	defer cancel()
-	if err := s.client.RequestProgress(ctx); err != nil {
-		return false
-	}
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-		return false
+	for {
+		if err := s.client.RequestProgress(ctx); err != nil {
+			return false
+		}
+		select {
+		case <-ch:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-s.clock.After(progressResend):
+		}
 	}
 }
+
+// progressResend is how long syncCache waits for a progress notification
+// before it asks again. etcd answers a progress request only while every
+// watcher on the stream is synced and the member's revision has reached
+// the watch's start; otherwise it drops the request without a reply (etcd
+// 3.6 keeps no deferred request). A member a few milliseconds behind the
+// write our watch started after, or a watcher being caught up, would
+// otherwise cost the whole SyncWait and a range read.
+const progressResend = 50 * time.Millisecond
 
 // reload does one range read of the prefix and resets the cache from it.
 func (s *Store) reload(ctx context.Context) (int64, error) {
@@ -294,7 +306,7 @@ func (s *Store) reloadOnce(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// run keeps the cache fed until the Store closes: a watch from rev+1, and a
+// run keeps the cache fed until the Store closes: a watch from rev, and a
 // fresh range read whenever the watch breaks (compaction, lost leader,
 // stale member, closed stream).
 func (s *Store) run(rev int64) {
@@ -335,7 +347,13 @@ func (s *Store) run(rev int64) {
 func (s *Store) watch(rev int64) error {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
 	defer cancel()
-	wch := s.client.Watch(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1),
+	// The watch starts at the snapshot's revision, not the one after: etcd
+	// answers a progress request only once the member's revision has
+	// reached the watch's start, so a watch from rev+1 would get no
+	// progress notification (and every synced read would wait out SyncWait
+	// and read the prefix) until somebody wrote to etcd. The events of rev
+	// itself are in the snapshot already; applyEventsLocked skips them.
+	wch := s.client.Watch(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev),
 		clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
 	for wr := range wch {
 		if err := wr.Err(); err != nil {

@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -124,4 +125,45 @@ func member(name string, lsn dcs.LSN) *dcs.Member {
 	return &dcs.Member{Name: name, ConnURL: "postgres://127.0.0.1:5432/postgres",
 		APIURL: "http://127.0.0.1:8008/patroni", State: "running", Role: "replica",
 		PatroniVersion: "4.1.4", XLogLocation: &lsn, Timeline: &tl}
+}
+
+// TestSyncedReadOfAnIdleCluster: in the default read mode a Cluster call
+// on a cluster nobody has written to since the store opened is served from
+// the cache after a progress notification, not after waiting out SyncWait
+// and reading the prefix. etcd answers a progress request only once the
+// member's revision has reached the watch's start.
+func TestSyncedReadOfAnIdleCluster(t *testing.T) {
+	skipShort(t)
+	e := testutil.StartEmbeddedEtcd(t)
+	writer := openStore(t, []string{e.Endpoint()}, "idle", "m0", func(cfg *etcd.Config) { cfg.TTL = time.Minute })
+	require.NoError(t, writer.TouchMember(t.Context(), member("m0", 100)))
+
+	c := newCounter()
+	reader := openStore(t, []string{e.Endpoint()}, "idle", "m1", func(cfg *etcd.Config) {
+		cfg.DialOptions = c.options()
+		cfg.SyncWait = 10 * time.Second // a fallback read would show as a 10 s call
+	})
+	read := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		cl, err := reader.Cluster(ctx)
+		require.NoError(t, err)
+		require.NotNil(t, cl.Member("m0"))
+	}
+	// Until its watch is established a new store reads the prefix.
+	testutil.SucceedsSoon(t, func() error {
+		c.reset()
+		read()
+		if n := c.snapshot()["Range"]; n > 0 {
+			return fmt.Errorf("the read still went to etcd (%d range requests)", n)
+		}
+		return nil
+	})
+	for i := range 3 {
+		start := time.Now()
+		read()
+		t.Logf("read %d: %s", i+1, time.Since(start).Round(time.Millisecond))
+	}
+	require.Zero(t, c.snapshot()["Range"], "reads of an idle cluster come from the synced cache: %s", c)
 }
