@@ -2,8 +2,6 @@ package etcd_test
 
 import (
 	"context"
-	"math/rand/v2"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -106,27 +104,12 @@ func TestRaftSectionCluster(t *testing.T) {
 }
 
 // raftPorts returns n loopback addresses whose port p and p+offset are both
-// free.
+// free (and reserved for this test process).
 func raftPorts(t *testing.T, n int) []string {
+	t.Helper()
 	var out []string
-	for len(out) < n {
-		p := 20000 + rand.IntN(20000)
-		ok := true
-		var ls []net.Listener
-		for _, port := range []int{p, p + etcd.RaftClientPortOffset} {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			_ = l.Close()
-		}
-		if ok {
-			out = append(out, "127.0.0.1:"+strconv.Itoa(p))
-		}
+	for _, p := range testutil.FreePortPairs(t, n, etcd.RaftClientPortOffset) {
+		out = append(out, "127.0.0.1:"+strconv.Itoa(p))
 	}
 	return out
 }

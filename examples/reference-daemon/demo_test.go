@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +28,7 @@ func TestDemo(t *testing.T) {
 	// The samples' ports: PostgreSQL, REST API, raft (embedded etcd; its
 	// client port is the raft port + 10000).
 	old := []int{5432, 5433, 5434, 8000, 8001, 8002, 2222, 2223, 2224}
-	fresh := demoTestPorts(t, len(old))
+	fresh := testutil.FreePortPairs(t, len(old), 10000)
 	for i := 0; i < 3; i++ {
 		name := fmt.Sprintf("postgres%d.yml", i)
 		b, err := os.ReadFile(name)
@@ -107,38 +105,6 @@ func TestDemo(t *testing.T) {
 	if !found {
 		t.Errorf("old primary %s missing from the last ctl list:\n%s", killed, last)
 	}
-}
-
-// demoTestPorts returns n free ports p on 127.0.0.1 for which p+10000 is
-// free too (an embedded etcd member serves clients on its raft port +
-// 10000).
-func demoTestPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
-		}
-	}()
-	var out []int
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 1000 {
-			t.Fatalf("no pair of free ports p, p+10000 after %d tries", tries)
-		}
-		p := 20000 + rand.IntN(20000)
-		a, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+10000))
-		if err != nil {
-			_ = a.Close()
-			continue
-		}
-		held = append(held, a, b)
-		out = append(out, p)
-	}
-	return out
 }
 
 // logDemoNodes logs the end of each demo node's log, found through the

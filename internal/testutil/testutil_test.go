@@ -70,6 +70,30 @@ func TestFreePorts(t *testing.T) {
 		}
 	}
 	require.Len(t, seen, 55)
+
+	lo, hi, err := portRange()
+	require.NoError(t, err)
+	for p := range seen {
+		require.True(t, p >= lowestPort && (p < lo || p > hi),
+			"port %d is in the ephemeral range %d-%d, where outgoing connections may take it", p, lo, hi)
+		require.False(t, ReservePort(p), "port %d reserved twice", p)
+		// What another test process would try: the reservation is
+		// system-wide.
+		_, err := net.Listen("unix", "@pgwarden-test-port-"+strconv.Itoa(p))
+		require.Error(t, err, "port %d is not reserved against other processes", p)
+	}
+
+	for _, p := range FreePortPairs(t, 5, 10000) {
+		for _, q := range []int{p, p + 10000} {
+			require.False(t, seen[q], "port %d handed out twice", q)
+			seen[q] = true
+			require.True(t, q < lo || q > hi, "port %d is in the ephemeral range %d-%d", q, lo, hi)
+			require.False(t, ReservePort(q), "port %d of a pair is not reserved", q)
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
+			require.NoError(t, err, "port %d should be bindable", q)
+			require.NoError(t, l.Close())
+		}
+	}
 }
 
 // Tests: STYLE.md §10 (wait with SucceedsSoon, whose error says what is not
