@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/callbacks"
+	"github.com/pgwarden/pgwarden/internal/procfs"
 )
 
 // pollInterval is how often a start tries a connection while the
@@ -461,16 +462,8 @@ func clientBackends(ppid int) int {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(ppid) || pid == ppid {
+		st, err := procfs.ReadStat(procfs.Path(pid))
+		if err != nil || st.PPID != ppid || pid == ppid {
 			continue
 		}
 		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/procfs"
 )
 
 // Sentinel errors.
@@ -446,15 +448,11 @@ func processAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procfs.ReadStat(procfs.Path(pid))
 	if err != nil {
 		return true
 	}
-	// "pid (comm) S ..." - a zombie has exited.
-	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
-		return b[i+2] != 'Z'
-	}
-	return true
+	return st.State != 'Z' // a zombie has exited
 }
 
 // readLogTail returns the last n lines of the server log written after

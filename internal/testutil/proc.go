@@ -1,13 +1,16 @@
 package testutil
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/procfs"
 )
 
 // process is one server process a helper started (a daemon, ZooKeeper,
@@ -101,17 +104,14 @@ func runningThreads(pid int) (int, error) {
 	}
 	running := 0
 	for _, task := range tasks {
-		stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
-		if err != nil {
+		st, err := procfs.ReadStat(filepath.Join(dir, task.Name(), "stat"))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			continue // the thread exited
 		}
-		// The state follows the command name, which is in parentheses and
-		// may itself hold spaces or parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) {
-			return 0, fmt.Errorf("unexpected %s/%s/stat: %q", dir, task.Name(), stat)
+		if err != nil {
+			return 0, err
 		}
-		if state := stat[i+2]; state != 'T' && state != 't' {
+		if st.State != 'T' && st.State != 't' {
 			running++
 		}
 	}
