@@ -1,7 +1,10 @@
 package procfs
 
 import (
+	"fmt"
 	"os"
+	"runtime"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,8 +32,14 @@ func TestParseStat(t *testing.T) {
 func TestReadStatOfThisProcess(t *testing.T) {
 	st, err := ReadStat(Path(os.Getpid()))
 	require.NoError(t, err)
-	require.Equal(t, byte('R'), st.State, "the test reads its own stat while running")
 	require.Equal(t, os.Getppid(), st.PPID)
+	// The process's own line shows its main thread, which may sleep; the
+	// thread reading its own line is running.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st, err = ReadStat(fmt.Sprintf("/proc/%d/task/%d/stat", os.Getpid(), syscall.Gettid()))
+	require.NoError(t, err)
+	require.Equal(t, string('R'), string(st.State), "a thread reads its own stat while running")
 	_, err = ReadStat(Path(1 << 30))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
